@@ -1,0 +1,291 @@
+"""`labelbot` command line (typer + rich). Errors exit non-zero with a one-line reason."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.config import Settings, get_settings
+from bot.core.errors import LabelingError
+
+app = typer.Typer(help="labelbot: RLHF preference labeling in Slack and Discord.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+campaign_app = typer.Typer(help="Create and manage labeling campaigns.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def cli_actor():  # type: ignore[no-untyped-def]
+    from bot.core.events import Actor
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "operator"
+    return Actor("cli", "", user)
+
+
+def service():  # type: ignore[no-untyped-def]
+    """The labeling service on the configured database; refuses an uninitialised database."""
+    from bot.core.service import LabelingService
+    from storage.db import Database, current_revision, head_revision
+
+    cfg = settings()
+    try:
+        rev = current_revision(cfg.database_url)
+    except Exception as exc:
+        fail(f"cannot open the database ({type(exc).__name__}); check DATABASE_URL or run `labelbot doctor`")
+    if rev is None:
+        fail("the database is not initialised; run `labelbot init` first")
+    if rev != head_revision():
+        fail("the database schema is out of date; run `labelbot init` to upgrade it")
+    return LabelingService(Database(cfg.database_url), cfg.admins)
+
+
+def run(fn):  # type: ignore[no-untyped-def]
+    """Turn LabelingError into a one-line message and exit code 1."""
+    try:
+        return fn()
+    except LabelingError as exc:
+        fail(exc.message)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the database schema (Alembic migrations)."""
+    from storage.db import upgrade
+
+    cfg = settings()
+    try:
+        upgrade(cfg.database_url)
+    except Exception as exc:
+        fail(f"could not migrate the database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    console.print(f"Database ready at [bold]{_safe_url(cfg.database_url)}[/]")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# ----------------------------------------------------------------------------------------- campaigns
+
+
+@campaign_app.command("create")
+def campaign_create(
+    name: str,
+    guidelines: Annotated[Path | None, typer.Option(help="Markdown file with labeling guidelines")] = None,
+    overlap: Annotated[int, typer.Option(help="Votes needed per item (k)")] = 3,
+    criteria: Annotated[str, typer.Option(help="Comma-separated criteria scored 1-5")] = "",
+    slack_channel: Annotated[str | None, typer.Option(help="Slack channel id to post to")] = None,
+    discord_channel: Annotated[str | None, typer.Option(help="Discord channel id to post to")] = None,
+    reveal: Annotated[str, typer.Option(help="When to reveal models and tallies: quorum|never|always")] = "quorum",
+    gold_rate: Annotated[float, typer.Option(help="Share of tasks drawn from gold items")] = 0.1,
+) -> None:
+    """Create a campaign."""
+    from bot.core.service import CampaignSpec
+
+    text = ""
+    if guidelines is not None:
+        try:
+            text = guidelines.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read guidelines file {guidelines}: {exc.strerror}")
+    spec = CampaignSpec(name=name, guidelines=text, overlap=overlap,
+                        criteria=tuple(c for c in criteria.split(",") if c.strip()),
+                        slack_channel=slack_channel, discord_channel=discord_channel, reveal=reveal,
+                        gold_rate=gold_rate)
+    svc = service()
+    camp = run(lambda: svc.create_campaign(spec, cli_actor()))
+    console.print(f"Created campaign [bold]{camp.name}[/] (k={camp.overlap}).")
+
+
+@campaign_app.command("list")
+def campaign_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List campaigns."""
+    svc = service()
+    camps = svc.list_campaigns()
+    if as_json:
+        print(json.dumps([{"name": c.name, "status": c.status, "overlap": c.overlap} for c in camps]))
+        return
+    table = Table("name", "status", "k", "criteria", "slack", "discord")
+    for c in camps:
+        table.add_row(c.name, c.status, str(c.overlap), ",".join(c.criteria), c.slack_channel or "-",
+                      c.discord_channel or "-")
+    console.print(table)
+
+
+@campaign_app.command("show")
+def campaign_show(name: str) -> None:
+    """Show a campaign's settings and progress."""
+    svc = service()
+    camp = run(lambda: svc.campaign(name))
+    st = run(lambda: svc.stats(name, bootstrap_rounds=0))
+    table = Table(show_header=False)
+    for key, value in [
+        ("name", camp.name), ("status", camp.status), ("votes per item (k)", camp.overlap),
+        ("criteria", ", ".join(camp.criteria) or "-"), ("reveal", camp.reveal),
+        ("slack channel", camp.slack_channel or "-"), ("discord channel", camp.discord_channel or "-"),
+        ("guideline version", camp.guideline_version), ("gold rate", camp.gold_rate),
+        ("items", st.items), ("complete", f"{st.complete_items} ({st.progress:.0%})"), ("votes", st.votes),
+    ]:
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@campaign_app.command("pause")
+def campaign_pause(name: str) -> None:
+    """Stop posting and collecting votes for a campaign."""
+    svc = service()
+    run(lambda: svc.set_status(name, "paused", cli_actor()))
+    console.print(f"Campaign [bold]{name}[/] paused.")
+
+
+@campaign_app.command("resume")
+def campaign_resume(name: str) -> None:
+    """Resume a paused campaign."""
+    svc = service()
+    run(lambda: svc.set_status(name, "active", cli_actor()))
+    console.print(f"Campaign [bold]{name}[/] resumed.")
+
+
+# ----------------------------------------------------------------------------------------- import / export
+
+
+@app.command("import")
+def import_items(
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV file of items")],
+    campaign: Annotated[str, typer.Option(help="Campaign to add the items to")],
+) -> None:
+    """Import items; a file with any invalid row is rejected whole."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bot.core.importer import parse_file
+
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    if not file.exists():
+        fail(f"no such file: {file}")
+    total_lines = sum(1 for _ in file.open("rb"))
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} lines"),
+                  TimeElapsedColumn(), console=err_console, transient=True,
+                  disable=total_lines < 2000 or not err_console.is_terminal) as bar:
+        task = bar.add_task("validating", total=total_lines)
+        items = run(lambda: parse_file(file, progress=lambda line: bar.update(task, completed=line)))
+        bar.update(task, description="writing")
+        added, present = run(lambda: svc.import_items(campaign, items, cli_actor()))
+    console.print(f"Imported {added} item(s) into [bold]{campaign}[/]; {present} already present.")
+
+
+@app.command()
+def export(
+    campaign: Annotated[str, typer.Option(help="Campaign to export")],
+    format: Annotated[str, typer.Option("--format", help="trl | trl-conversational | votes")] = "trl",
+    out: Annotated[Path, typer.Option(help="Dataset folder; each run writes a new version folder vN inside")] = Path(
+        "exports"),
+    test_fraction: Annotated[float, typer.Option(help="Share of items in the test split")] = 0.1,
+) -> None:
+    """Export a versioned dataset (JSONL + Parquet, manifest, deterministic split by item)."""
+    from scheduler.export import export_campaign
+
+    svc = service()
+    with console.status("exporting..."):
+        res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction))
+    console.print(f"Wrote {res.rows} rows ({res.train_rows} train / {res.test_rows} test) to [bold]{res.path}[/]")
+
+
+@app.command()
+def stats(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap rounds for leaderboard intervals")] = 100,
+) -> None:
+    """Progress, votes per item, agreement and the Bradley–Terry model leaderboard."""
+    svc = service()
+    st = run(lambda: svc.stats(campaign, bootstrap_rounds=bootstrap))
+    if as_json:
+        print(json.dumps(st.as_dict(), indent=2))
+        return
+    console.print(f"[bold]{st.campaign}[/] ({st.status}) — {st.complete_items}/{st.items} items complete "
+                  f"({st.progress:.0%}), {st.votes} votes from {st.annotators} annotators")
+    alpha = "n/a" if st.agreement_alpha is None else f"{st.agreement_alpha:.3f}"
+    mean = "n/a" if st.mean_item_agreement is None else f"{st.mean_item_agreement:.0%}"
+    console.print(f"Krippendorff's alpha {alpha} · mean item agreement {mean} · {st.consensus_pairs} consensus "
+                  f"pairs · {st.flagged_items} flagged · {st.skips} skips · {st.corrections} corrections")
+    console.print("Votes per item: " + ", ".join(f"{k}: {v}" for k, v in sorted(st.votes_per_item.items())))
+    if st.leaderboard:
+        table = Table("rank", "model", "score", "95% CI", "battles", title="Bradley–Terry leaderboard")
+        for row in st.leaderboard:
+            table.add_row(str(row.rank), row.model, f"{row.score:.0f}", f"{row.lower:.0f} – {row.upper:.0f}",
+                          str(row.battles))
+        console.print(table)
+
+
+# ----------------------------------------------------------------------------------------- doctor / serve
+
+
+@app.command()
+def doctor() -> None:
+    """Check configuration and database, and say what is missing."""
+    from bot.doctor import run_checks
+
+    ok = True
+    for check in run_checks(settings()):
+        mark = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}[check.level]
+        console.print(f"{mark} {check.name}: {check.message}", highlight=False)
+        ok = ok and check.level != "fail"
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    components: Annotated[
+        list[str] | None, typer.Argument(help="slack, discord, scheduler, web (default: all configured)")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+) -> None:
+    """Run the bots, the scheduler and the HTTP server in one process."""
+    from bot.server import KNOWN_COMPONENTS, serve_forever
+
+    wanted = set(components or [])
+    unknown = wanted - set(KNOWN_COMPONENTS)
+    if unknown:
+        fail(f"unknown component(s): {', '.join(sorted(unknown))}; choose from {', '.join(KNOWN_COMPONENTS)}")
+    cfg = settings()
+    service()  # refuses an uninitialised database with a clear message
+    try:
+        serve_forever(cfg, wanted, host or cfg.labelbot_host, port or cfg.labelbot_port)
+    except LabelingError as exc:
+        fail(exc.message)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Inbound events: what adapters translate platform payloads into. Plain dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+PAIR_CHOICES = ("tie", "both_bad")
+MAX_REASON_CHARS = 4000
+MAX_CORRECTION_CHARS = 40000
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A person on a platform: annotators are keyed by (platform, workspace or guild, user id)."""
+
+    platform: str
+    workspace: str
+    user_id: str
+    display_name: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.user_id}"
+
+
+@dataclass(frozen=True)
+class VoteCast:
+    """A click on A better / B better / ... / Tie / Both bad (`choice` is a letter, tie or both_bad)."""
+
+    actor: Actor
+    post_id: int
+    choice: str
+    delivery_id: str | None = None
+    reason: str | None = None
+    scores: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class RankingSubmitted:
+    """A full ranking of the shown responses, best first, as letters."""
+
+    actor: Actor
+    post_id: int
+    order: list[str]
+    delivery_id: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class CriteriaScored:
+    """Per-criterion scores (1-5) for the item, attached to the annotator's vote."""
+
+    actor: Actor
+    post_id: int
+    scores: dict[str, int]
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemSkipped:
+    actor: Actor
+    post_id: int
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemFlagged:
+    actor: Actor
+    post_id: int
+    reason: str = ""
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CorrectionSubmitted:
+    """An edited version of the response shown under `letter`."""
+
+    actor: Actor
+    post_id: int
+    letter: str
+    text: str
+    delivery_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CommentAdded:
+    """A reply in an item's thread; the post is found by (platform, thread or message id)."""
+
+    actor: Actor
+    platform: str
+    thread_id: str
+    text: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRequested:
+    """`/label next`: the next item this person should label."""
+
+    actor: Actor
+    campaign: str | None = None
+    channel: str = "direct"
+
+
+@dataclass(frozen=True)
+class ItemIn:
+    """One validated import row."""
+
+    external_id: str
+    prompt: Any
+    responses: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+    gold: dict[str, Any] | None = None

@@ -1,0 +1,122 @@
+"""`labelbot serve`: one asyncio process running the HTTP server, the bots and the scheduler.
+
+Each component is a starter `async def start(ctx) -> stop` looked up lazily in COMPONENTS, so a
+process that serves only Discord never imports slack_bolt and the other way round. HTTP routes
+(Slack's /slack/events, /healthz, the dashboard) are added to one aiohttp application before it
+starts listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.core.errors import InvalidInput
+from bot.core.service import LabelingService
+from storage.db import Database
+
+log = logging.getLogger("labelbot.server")
+
+KNOWN_COMPONENTS = ("slack", "discord", "scheduler", "web")
+Stop = Callable[[], Awaitable[None]]
+
+# component -> "module:function"; the function is `async def start(ctx: ServerContext) -> Stop`.
+COMPONENTS: dict[str, str] = {
+    "web": "bot.web:start",
+}
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    db: Database
+    service: LabelingService
+    app: web.Application
+    health: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_components(cfg: Settings, wanted: set[str]) -> list[str]:
+    """Components to run: the named ones, or every configured one when none is named."""
+    if wanted:
+        if "slack" in wanted and not cfg.slack_configured:
+            raise InvalidInput("Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (see .env.example).")
+        if "discord" in wanted and not cfg.discord_configured:
+            raise InvalidInput("Discord needs DISCORD_BOT_TOKEN (see .env.example).")
+        chosen = set(wanted)
+    else:
+        chosen = {"web"} | ({"scheduler"} if "scheduler" in COMPONENTS else set())
+        if cfg.slack_configured:
+            chosen.add("slack")
+        if cfg.discord_configured:
+            chosen.add("discord")
+    missing = [c for c in chosen if c not in COMPONENTS]
+    if missing:
+        raise InvalidInput(f"This build of labelbot has no {', '.join(sorted(missing))} component.")
+    if chosen & {"slack"}:
+        chosen.add("web")  # Slack's endpoint lives on the HTTP server
+    return [c for c in KNOWN_COMPONENTS if c in chosen and c != "web"] + (["web"] if "web" in chosen else [])
+
+
+def _load(name: str) -> Callable[[ServerContext], Awaitable[Stop]]:
+    module, func = COMPONENTS[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
+                     stop_event: asyncio.Event | None = None,
+                     started: Callable[[ServerContext, int], None] | None = None) -> None:
+    """Start the chosen components, serve until `stop_event` is set, then stop them in reverse."""
+    names = resolve_components(cfg, wanted)
+    db = Database(cfg.database_url)
+    ctx = ServerContext(cfg, db, LabelingService(db, cfg.admins), web.Application())
+    stops: list[Stop] = []
+    runner: web.AppRunner | None = None
+    stop_event = stop_event or asyncio.Event()
+    try:
+        for name in names:
+            stops.append(await _load(name)(ctx))
+            log.info("component started: %s", name)
+        runner = web.AppRunner(ctx.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
+        log.info("listening on http://%s:%s (%s)", host, bound, ", ".join(names))
+        if started:
+            started(ctx, bound)
+        await stop_event.wait()
+    finally:
+        log.info("shutting down")
+        for stop in reversed(stops):
+            try:
+                await stop()
+            except Exception:
+                log.exception("error while stopping a component")
+        if runner is not None:
+            await runner.cleanup()
+        db.dispose()
+
+
+def serve_forever(cfg: Settings, wanted: set[str], host: str, port: int) -> None:
+    """Blocking entry point used by the CLI; SIGINT/SIGTERM stop it gracefully."""
+    logging.basicConfig(level=cfg.labelbot_log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    resolve_components(cfg, wanted)  # fail fast, before the event loop starts
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(cfg, wanted, host, port, stop_event=stop)
+
+    asyncio.run(main())

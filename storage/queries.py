@@ -1,0 +1,319 @@
+"""Named queries. The core calls these instead of composing SQL itself."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, select
+
+from storage.models import (
+    Annotator,
+    AuditLog,
+    Campaign,
+    Comment,
+    Correction,
+    Delivery,
+    ExportRecord,
+    Flag,
+    Guideline,
+    Item,
+    Post,
+    Response,
+    Role,
+    Skip,
+    Vote,
+    utcnow,
+)
+
+
+def _insert(session: Session, table: Any):  # type: ignore[no-untyped-def]
+    """A dialect insert that supports ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict: Sequence[str]) -> bool:
+    """Insert a row unless one with the same `conflict` key exists; True when inserted."""
+    stmt = _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+    return session.execute(stmt).rowcount == 1
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+
+def campaign_by_name(session: Session, name: str) -> Campaign | None:
+    return session.exec(select(Campaign).where(Campaign.name == name)).first()
+
+
+def list_campaigns(session: Session) -> list[Campaign]:
+    return list(session.exec(select(Campaign).order_by(Campaign.id)))
+
+
+def campaign_guideline(session: Session, campaign_id: int, version: int) -> Guideline | None:
+    return session.exec(
+        select(Guideline).where(Guideline.campaign_id == campaign_id, Guideline.version == version)
+    ).first()
+
+
+def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Items, complete items, votes, annotators, flags, skips, corrections of one campaign."""
+    items = select(Item.id).where(Item.campaign_id == campaign_id).scalar_subquery()
+
+    def count(stmt: Any) -> int:
+        return int(session.exec(stmt).one())
+
+    return {
+        "items": count(select(func.count()).select_from(Item).where(Item.campaign_id == campaign_id)),
+        "complete_items": count(
+            select(func.count()).select_from(Item).where(
+                Item.campaign_id == campaign_id, Item.status.in_(("complete", "resolved"))
+            )
+        ),
+        "flagged_items": count(
+            select(func.count()).select_from(Item).where(Item.campaign_id == campaign_id, Item.status == "flagged")
+        ),
+        "votes": count(select(func.count()).select_from(Vote).where(Vote.item_id.in_(items))),
+        "annotators": count(select(func.count(func.distinct(Vote.annotator_id))).where(Vote.item_id.in_(items))),
+        "skips": count(select(func.count()).select_from(Skip).where(Skip.item_id.in_(items))),
+        "corrections": count(select(func.count()).select_from(Correction).where(Correction.item_id.in_(items))),
+    }
+
+
+def votes_per_item_histogram(session: Session, campaign_id: int) -> dict[int, int]:
+    rows = session.exec(
+        select(Item.vote_count, func.count()).where(Item.campaign_id == campaign_id).group_by(Item.vote_count)
+    )
+    return {int(k): int(v) for k, v in rows}
+
+
+# --- items --------------------------------------------------------------------------------------
+
+
+def existing_external_ids(session: Session, campaign_id: int, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        found.update(
+            session.exec(select(Item.external_id).where(Item.campaign_id == campaign_id, Item.external_id.in_(chunk)))
+        )
+    return found
+
+
+def lock_item(session: Session, item_id: int) -> Item | None:
+    """Load an item, locking its row on PostgreSQL so votes on one item apply one at a time."""
+    return session.exec(select(Item).where(Item.id == item_id).with_for_update()).first()
+
+
+def item_responses(session: Session, item_id: int) -> list[Response]:
+    return list(session.exec(select(Response).where(Response.item_id == item_id).order_by(Response.position)))
+
+
+def items_to_post(session: Session, campaign_id: int, platform: str, limit: int) -> list[Item]:
+    """Open items not yet posted on `platform`, least-voted first."""
+    posted = exists().where(
+        Post.item_id == Item.id, Post.platform == platform, Post.message_id.is_not(None), Post.channel != "direct"
+    )
+    stmt = (
+        select(Item)
+        .where(Item.campaign_id == campaign_id, Item.status == "open", ~posted)
+        .order_by(Item.vote_count, Item.id)
+        .limit(limit)
+    )
+    return list(session.exec(stmt))
+
+
+def next_item_for(
+    session: Session, campaign_id: int, annotator_id: int, *, overlap: int, gold: bool | None = None
+) -> Item | None:
+    """The least-voted open item this annotator has neither voted on nor skipped."""
+    voted = exists().where(Vote.item_id == Item.id, Vote.annotator_id == annotator_id)
+    skipped = exists().where(Skip.item_id == Item.id, Skip.annotator_id == annotator_id)
+    conds = [
+        Item.campaign_id == campaign_id,
+        Item.status == "open",
+        Item.vote_count < literal(overlap) + Item.extra_votes,
+        ~voted,
+        ~skipped,
+    ]
+    if gold is True:
+        conds.append(Item.gold.is_not(None))
+    elif gold is False:
+        conds.append(Item.gold.is_(None))
+    stmt = select(Item).where(and_(*conds)).order_by(Item.vote_count, Item.id).limit(1)
+    return session.exec(stmt).first()
+
+
+def bump_vote_count(session: Session, item_id: int, delta: int) -> None:
+    session.execute(update(Item).where(Item.id == item_id).values(vote_count=Item.vote_count + delta))
+
+
+# --- annotators and roles -----------------------------------------------------------------------
+
+
+def annotator_id(session: Session, platform: str, workspace: str, user_id: str, name: str | None) -> int:
+    """The canonical annotator id for a platform user (created on first sight, links followed)."""
+    row = session.exec(
+        select(Annotator.id, Annotator.linked_to_id).where(
+            Annotator.platform == platform, Annotator.workspace == workspace, Annotator.user_id == user_id
+        )
+    ).first()
+    if row is None:
+        insert_ignore(
+            session,
+            Annotator,
+            {"platform": platform, "workspace": workspace, "user_id": user_id, "display_name": name,
+             "created_at": utcnow()},
+            ("platform", "workspace", "user_id"),
+        )
+        row = session.exec(
+            select(Annotator.id, Annotator.linked_to_id).where(
+                Annotator.platform == platform, Annotator.workspace == workspace, Annotator.user_id == user_id
+            )
+        ).one()
+    return int(row[1] or row[0])
+
+
+def has_role(session: Session, platform: str, user_id: str, role: str = "admin") -> bool:
+    return (
+        session.exec(
+            select(Role.id).where(Role.platform == platform, Role.user_id == user_id, Role.role == role)
+        ).first()
+        is not None
+    )
+
+
+# --- votes --------------------------------------------------------------------------------------
+
+
+def claim_delivery(session: Session, delivery_id: str, kind: str) -> bool:
+    """Record a platform delivery id; False when it was already applied (a replay)."""
+    return insert_ignore(
+        session, Delivery, {"delivery_id": delivery_id, "kind": kind, "result": {}, "created_at": utcnow()},
+        ("delivery_id",),
+    )
+
+
+def vote_of(session: Session, annotator: int, item_id: int) -> Vote | None:
+    return session.exec(select(Vote).where(Vote.annotator_id == annotator, Vote.item_id == item_id)).first()
+
+
+def item_votes(session: Session, item_id: int) -> list[Vote]:
+    return list(session.exec(select(Vote).where(Vote.item_id == item_id).order_by(Vote.id)))
+
+
+def add_audit(
+    session: Session, actor: str, action: str, *, campaign_id: int | None = None, item_id: int | None = None,
+    **details: Any,
+) -> None:
+    session.add(AuditLog(actor=actor, action=action, campaign_id=campaign_id, item_id=item_id, details=details))
+
+
+def audit_entries(session: Session, campaign_id: int | None = None, limit: int = 100) -> list[AuditLog]:
+    stmt = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
+    if campaign_id is not None:
+        stmt = stmt.where(AuditLog.campaign_id == campaign_id)
+    return list(session.exec(stmt))
+
+
+def post_for_thread(session: Session, platform: str, thread_id: str) -> Post | None:
+    return session.exec(
+        select(Post).where(
+            Post.platform == platform, or_(Post.thread_id == thread_id, Post.message_id == thread_id)
+        ).order_by(Post.id)
+    ).first()
+
+
+# --- streams for stats and export ---------------------------------------------------------------
+
+
+def stream_campaign_votes(session: Session, campaign_id: int, *, max_vote_id: int | None = None,
+                          batch: int = 20000) -> Iterator[tuple[Any, ...]]:
+    """(item_id, outcome, ranking_json, vote_id) for every vote of a campaign, ordered by item."""
+    conn = session.connection()
+    sql = (
+        "SELECT v.item_id, v.outcome, v.ranking, v.id FROM vote v JOIN item i ON i.id = v.item_id "
+        "WHERE i.campaign_id = :c" + (" AND v.id <= :m" if max_vote_id is not None else "") +
+        " ORDER BY v.item_id, v.id"
+    )
+    from sqlalchemy import text
+
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
+        text(sql), {"c": campaign_id, "m": max_vote_id}
+    )
+    for part in result.partitions(batch):
+        yield from part
+
+
+def pairwise_battle_counts(session: Session, campaign_id: int) -> list[tuple[str, str, str, int | None, int]]:
+    """(model_0, model_1, outcome, winner, count) for two-response items, aggregated in SQL."""
+    from sqlalchemy import text
+
+    sql = text(
+        "SELECT r0.model, r1.model, v.outcome, v.winner, COUNT(*) FROM vote v "
+        "JOIN item i ON i.id = v.item_id "
+        "JOIN response r0 ON r0.item_id = v.item_id AND r0.position = 0 "
+        "JOIN response r1 ON r1.item_id = v.item_id AND r1.position = 1 "
+        "WHERE i.campaign_id = :c AND i.n_responses = 2 "
+        "GROUP BY r0.model, r1.model, v.outcome, v.winner"
+    )
+    return [tuple(r) for r in session.connection().execute(sql, {"c": campaign_id})]
+
+
+def multiway_votes(session: Session, campaign_id: int) -> Iterator[tuple[int, str, Any]]:
+    """(item_id, outcome, ranking) of votes on items with more than two responses."""
+    stmt = (
+        select(Vote.item_id, Vote.outcome, Vote.ranking)
+        .join(Item, Item.id == Vote.item_id)
+        .where(Item.campaign_id == campaign_id, Item.n_responses > 2)
+        .order_by(Vote.item_id)
+    )
+    yield from session.exec(stmt)
+
+
+def models_by_item(session: Session, item_ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for start in range(0, len(item_ids), 500):
+        chunk = list(item_ids[start : start + 500])
+        rows = session.exec(
+            select(Response.item_id, Response.position, Response.model)
+            .where(Response.item_id.in_(chunk))
+            .order_by(Response.item_id, Response.position)
+        )
+        for item_id, _pos, model in rows:
+            out.setdefault(item_id, []).append(model)
+    return out
+
+
+def latest_export(session: Session, campaign_id: int, fmt: str) -> ExportRecord | None:
+    return session.exec(
+        select(ExportRecord)
+        .where(ExportRecord.campaign_id == campaign_id, ExportRecord.format == fmt)
+        .order_by(ExportRecord.version.desc())
+    ).first()
+
+
+def max_vote_id(session: Session, campaign_id: int) -> int:
+    value = session.exec(
+        select(func.max(Vote.id)).join(Item, Item.id == Vote.item_id).where(Item.campaign_id == campaign_id)
+    ).one()
+    return int(value or 0)
+
+
+def corrections_of(session: Session, campaign_id: int) -> list[Correction]:
+    return list(
+        session.exec(
+            select(Correction).join(Item, Item.id == Correction.item_id)
+            .where(Item.campaign_id == campaign_id).order_by(Correction.id)
+        )
+    )
+
+
+def flags_of(session: Session, item_id: int) -> list[Flag]:
+    return list(session.exec(select(Flag).where(Flag.item_id == item_id)))
+
+
+def comments_of(session: Session, item_id: int) -> list[Comment]:
+    return list(session.exec(select(Comment).where(Comment.item_id == item_id).order_by(Comment.id)))
