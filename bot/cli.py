@@ -240,6 +240,40 @@ def stats(
         console.print(table)
 
 
+@app.command()
+def post(
+    campaign: Annotated[str, typer.Option(help="Campaign whose items to post")],
+    limit: Annotated[int, typer.Option(help="How many items to post")] = 10,
+    platform: Annotated[str | None, typer.Option(help="slack or discord (default: every configured one)")] = None,
+) -> None:
+    """Post the next items of a campaign to its Slack and/or Discord channel."""
+    from bot.adapters import POSTERS, poster
+
+    cfg = settings()
+    svc = service()
+    camp = run(lambda: svc.campaign(campaign))
+    if limit < 1 or limit > 1000:
+        fail("--limit must be between 1 and 1000")
+    configured = {"slack": cfg.slack_configured and bool(camp.slack_channel),
+                  "discord": cfg.discord_configured and bool(camp.discord_channel)}
+    if platform is not None:
+        if platform not in ("slack", "discord"):
+            fail("--platform is slack or discord")
+        if not configured[platform]:
+            what = "token" if not getattr(cfg, f"{platform}_configured") else "channel for this campaign"
+            fail(f"{platform} is not set up: no {what} (see `labelbot doctor`)")
+        targets = [platform]
+    else:
+        targets = [p for p, ok in configured.items() if ok]
+        if not targets:
+            fail("no platform is configured for this campaign (set a channel and the bot token)")
+    for target in targets:
+        if target not in POSTERS:
+            fail(f"this build of labelbot cannot post to {target}")
+        count = run(lambda target=target: poster(target)(cfg, svc, campaign, limit))
+        console.print(f"Posted {count} item(s) of [bold]{campaign}[/] to {target}.")
+
+
 # ----------------------------------------------------------------------------------------- doctor / serve
 
 

@@ -37,8 +37,11 @@ def _insert(session: Session, table: Any):  # type: ignore[no-untyped-def]
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict: Sequence[str]) -> bool:
     """Insert a row unless one with the same `conflict` key exists; True when inserted."""
-    stmt = _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-    return session.execute(stmt).rowcount == 1
+    stmt = (
+        _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(getattr(table, conflict[0]))
+    )
+    return session.execute(stmt).first() is not None
 
 
 # --- campaigns ----------------------------------------------------------------------------------
@@ -50,6 +53,11 @@ def campaign_by_name(session: Session, name: str) -> Campaign | None:
 
 def list_campaigns(session: Session) -> list[Campaign]:
     return list(session.exec(select(Campaign).order_by(Campaign.id)))
+
+
+def campaigns_for_channel(session: Session, platform: str, channel: str) -> list[Campaign]:
+    column = Campaign.slack_channel if platform == "slack" else Campaign.discord_channel
+    return list(session.exec(select(Campaign).where(column == channel).order_by(Campaign.id)))
 
 
 def campaign_guideline(session: Session, campaign_id: int, version: int) -> Guideline | None:
