@@ -6,7 +6,9 @@ import importlib
 from collections.abc import Callable
 
 # platform -> "module:function"; function(settings, service, campaign, limit) -> number of items posted.
-POSTERS: dict[str, str] = {}
+POSTERS: dict[str, str] = {
+    "slack": "bot.adapters.slack.poster:post_campaign",
+}
 
 
 def poster(platform: str) -> Callable[..., int]:
