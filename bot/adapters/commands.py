@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.config import Settings
-from bot.core.errors import InvalidInput, LabelingError, NotFound
+from bot.core.errors import InvalidInput, LabelingError, NotFound, PermissionDenied
 from bot.core.events import Actor, TaskRequested
 from bot.core.replies import CampaignStats, LeaderboardRow, PostView
 from bot.core.service import LabelingService
@@ -117,11 +117,18 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
     if sub not in ("post", "export", "pause", "resume", "admin"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
-    service.require_admin(actor)
+    try:
+        service.require_admin(actor)
+    except PermissionDenied:
+        with service.db.write() as s:  # refused admin attempts are audited too
+            q.add_audit(s, actor.key, "admin.denied", command=sub)
+        raise
     if sub == "post":
         if not rest or not rest[0].isdigit() or not 1 <= int(rest[0]) <= MAX_POST_PER_COMMAND:
             raise InvalidInput(f"Usage: `/label post N` with N from 1 to {MAX_POST_PER_COMMAND}.")
         camp = resolve_campaign(service, platform, channel, rest[1] if len(rest) > 1 else None)
+        with service.db.write() as s:
+            q.add_audit(s, actor.key, "items.post", campaign=camp, n=int(rest[0]), channel=channel)
         return CommandReply(f"Posting up to {rest[0]} item(s) from *{camp}*…", post_request=(camp, int(rest[0])))
     if sub == "export":
         from scheduler.export import FORMATS, export_campaign

@@ -11,6 +11,7 @@ Retry-After header.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -122,10 +123,8 @@ class FakeSlack:
                 args.update(dict(await request.post()))
         for key in ("blocks", "view", "files", "attachments"):
             if isinstance(args.get(key), str):
-                try:
+                with contextlib.suppress(ValueError):
                     args[key] = json.loads(args[key])
-                except ValueError:
-                    pass
         return args
 
     async def _api(self, request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from bot.server import ServerContext, Stop
 
 from .listeners import SlackHandlers
 from .poster import make_client
+from .translate import envelope_problem
 
 log = logging.getLogger("labelbot.slack")
 
@@ -59,8 +60,9 @@ def events_route(bolt: AsyncApp, settings: Settings) -> Any:
         except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             return web.json_response({"ok": False, "error": "bad_payload", "detail": type(exc).__name__},
                                      status=400)
-        if not isinstance(bolt_request.body, dict):
-            return web.json_response({"ok": False, "error": "bad_payload"}, status=400)
+        problem = envelope_problem(bolt_request.body) if isinstance(bolt_request.body, dict) else "body"
+        if problem:
+            return web.json_response({"ok": False, "error": "bad_payload", "detail": problem}, status=400)
         bolt_response = await bolt.async_dispatch(bolt_request)
         if bolt_response.status >= 500:
             log.warning("slack request answered %s", bolt_response.status)

@@ -89,6 +89,39 @@ def _ts(value: Any) -> str | None:
     return None
 
 
+def envelope_problem(body: dict[str, Any]) -> str | None:
+    """What makes a request body unlike any payload Slack documents (so it gets 400), or None.
+
+    Checked before Bolt sees the body: Bolt's matchers assume the documented shape and would fail
+    with a 500 on, say, an empty `actions` list.
+    """
+    kind = body.get("type")
+    if "command" in body:
+        return None if isinstance(body.get("command"), str) and isinstance(body.get("text", ""), str) else "command"
+    if kind in ("block_actions", "view_submission", "view_closed", "block_suggestion", "shortcut",
+                "message_action"):
+        if not isinstance(body.get("user"), dict) or not isinstance(body["user"].get("id"), str):
+            return "user"
+        if kind == "block_actions":
+            actions = body.get("actions")
+            if not isinstance(actions, list) or not actions or not all(
+                    isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions):
+                return "actions"
+        if kind in ("view_submission", "view_closed"):
+            view = body.get("view")
+            if not isinstance(view, dict) or not all(isinstance(view.get(k), str) for k in ("callback_id", "type")):
+                return "view"
+        return None
+    if kind == "event_callback":
+        event = body.get("event")
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            return "event"
+        return None
+    if kind in ("url_verification", "app_rate_limited") or body.get("ssl_check"):
+        return None
+    return "type"
+
+
 def delivery_key(*parts: str) -> str:
     """A stable delivery id within the Delivery table's length limit."""
     key = "slack:" + ":".join(parts)
