@@ -35,6 +35,7 @@ class Call:
     ok: bool
     at: float = field(default_factory=time.monotonic)
     error: str | None = None
+    result: dict[str, Any] | None = None  # what the fake answered
 
 
 class FakeSlack:
@@ -48,7 +49,7 @@ class FakeSlack:
         self.uploads: dict[str, bytes] = {}
         self.socket_received: list[dict[str, Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
-        self._fail: dict[str, list[tuple[int, int]]] = {}
+        self._fail: dict[str, list[tuple[int, int, str]]] = {}
         self._seq = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -89,8 +90,10 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ test helpers
 
-    def fail_next(self, method: str, times: int = 1, *, status: int = 429, retry_after: int = 1) -> None:
-        self._fail.setdefault(method, []).extend([(status, retry_after)] * times)
+    def fail_next(self, method: str, times: int = 1, *, status: int = 429, retry_after: int = 1,
+                  error: str = "ratelimited") -> None:
+        """The next `times` calls of `method` fail: 429 + Retry-After by default, or any status and error."""
+        self._fail.setdefault(method, []).extend([(status, retry_after, error)] * times)
 
     def ok_calls(self, method: str) -> list[dict[str, Any]]:
         return [c.args for c in self.calls if c.method == method and c.ok]
@@ -136,11 +139,10 @@ class FakeSlack:
             return self._record(method, args, 200, {"ok": False, "error": "invalid_auth"})
         queued = self._fail.get(method)
         if queued:
-            status, retry_after = queued.pop(0)
-            call = Call(method, args, status, False, error="ratelimited")
-            self.calls.append(call)
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=status,
-                                     headers={"Retry-After": str(retry_after)})
+            status, retry_after, error = queued.pop(0)
+            self.calls.append(Call(method, args, status, False, error=error))
+            headers = {"Retry-After": str(retry_after)} if status == 429 else {}
+            return web.json_response({"ok": False, "error": error}, status=status, headers=headers)
         problems: list[str] = []
         if self.validate and method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
             if not isinstance(args.get("channel"), str) or not args.get("channel"):
@@ -159,7 +161,7 @@ class FakeSlack:
         return self._record(method, args, 200, self._answer(method, args))
 
     def _record(self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]) -> web.Response:
-        call = Call(method, args, status, bool(body.get("ok")), error=body.get("error"))
+        call = Call(method, args, status, bool(body.get("ok")), error=body.get("error"), result=body)
         self.calls.append(call)
         if self.on_call:
             self.on_call(call)
