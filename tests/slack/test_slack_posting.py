@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -71,7 +72,7 @@ async def test_posting_is_paced_per_channel(slack_env, monkeypatch):
     monkeypatch.setattr(poster, "CHANNEL_INTERVAL_S", 0.25)
     assert await env.handlers.poster.post_items("demo", 3) == 3
     times = [c.at for c in env.fake.all_calls("chat.postMessage")]
-    assert len(times) == 3 and all(b - a >= 0.24 for a, b in zip(times, times[1:], strict=False))
+    assert len(times) == 3 and all(b - a >= 0.24 for a, b in itertools.pairwise(times))
 
 
 async def test_long_text_goes_to_thread_and_media_render(slack_env, service, tmp_path):
