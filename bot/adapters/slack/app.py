@@ -8,6 +8,7 @@ be parsed gets 400, and listeners ack before doing any work.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -29,6 +30,7 @@ from .translate import envelope_problem
 log = logging.getLogger("labelbot.slack")
 
 EVENTS_PATH = "/slack/events"
+SOCKET_CONNECT_WAIT_S = 10.0
 
 
 def build_bolt_app(settings: Settings, client: Any) -> AsyncApp:
@@ -73,12 +75,18 @@ def events_route(bolt: AsyncApp, settings: Settings) -> Any:
 
 def socket_mode_handler(bolt: AsyncApp, settings: Settings, client: Any) -> Any:
     """The Socket Mode handler (aiohttp websocket) when SLACK_APP_TOKEN is set, else None."""
-    if settings.slack_app_token is None:
+    app_token = settings.slack_app_token.get_secret_value() if settings.slack_app_token else ""
+    if not app_token.strip():
         return None
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-    return AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value(), web_client=client,
+    return AsyncSocketModeHandler(bolt, app_token.strip(), web_client=client,
                                   logger=logging.getLogger("labelbot.slack.socket"))
+
+
+def socket_connected(socket: Any) -> bool:
+    session = getattr(socket.client, "current_session", None)
+    return session is not None and not session.closed
 
 
 async def start(ctx: ServerContext) -> Stop:
@@ -93,16 +101,24 @@ async def start(ctx: ServerContext) -> Stop:
     handlers.register(bolt)
     ctx.app.router.add_post(EVENTS_PATH, events_route(bolt, settings))
     socket = socket_mode_handler(bolt, settings, client)
+    connecting: asyncio.Task[Any] | None = None
     if socket is not None:
-        await socket.connect_async()
-        log.info("slack: socket mode connected")
+        # The SDK retries a failed connection forever; don't let that block the HTTP server's start.
+        connecting = asyncio.ensure_future(socket.connect_async())
+        await asyncio.wait({connecting}, timeout=SOCKET_CONNECT_WAIT_S)
+        if socket_connected(socket):
+            log.info("slack: socket mode connected")
+        else:
+            log.error("slack: socket mode is not connected (check SLACK_APP_TOKEN); retrying in the background")
     ctx.extras["slack"] = handlers
     ctx.extras["slack_socket"] = socket
-    ctx.health["slack"] = lambda: socket is None or bool(getattr(socket.client, "current_session", None))
+    ctx.health["slack"] = lambda: socket is None or socket_connected(socket)
 
     async def stop() -> None:
         if socket is not None:
             await socket.close_async()
+        if connecting is not None and not connecting.done():
+            connecting.cancel()
         await handlers.drain()
         handlers.close()
         await session.close()
