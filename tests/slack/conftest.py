@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.adapters.slack import poster
+from bot.adapters.slack import listeners, poster
 from bot.config import Settings
 from bot.core.service import LabelingService
 from bot.server import ServerContext, run_server
@@ -111,6 +111,7 @@ async def slack_env(db_url: str, campaign: str, fake: FakeSlack, tmp_path: Path,
                     monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackEnv]:
     """`labelbot serve slack` on a migrated database with the `demo` campaign (channel C123)."""
     monkeypatch.setattr(poster, "CHANNEL_INTERVAL_S", 0.0)
+    monkeypatch.setattr(listeners, "UPDATE_INTERVAL_S", 0.0)
     settings = slack_settings(db_url, fake, tmp_path)
     ctx, port, stop, task = await start_server(settings)
     async with aiohttp.ClientSession() as http:

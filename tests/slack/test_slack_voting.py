@@ -136,3 +136,18 @@ async def test_skip_flag_and_guidelines_buttons(slack_env):
     texts = [c["text"] for c in env.fake.ok_calls("chat.postEphemeral")]
     assert "Skipped" in texts[0] and "flagged" in texts[1] and "Guidelines — demo" in texts[2]
     assert "Prefer correct answers." in str(env.fake.ok_calls("chat.postEphemeral")[2]["blocks"])
+
+
+async def test_message_updates_are_coalesced(slack_env, monkeypatch):
+    from bot.adapters.slack import listeners
+
+    env = slack_env
+    monkeypatch.setattr(listeners, "UPDATE_INTERVAL_S", 0.5)
+    post, _ = await post_one(env)
+    await asyncio.gather(*(env.interact(block_actions(f"lbl:vote:{post.id}:A", user=u, message_ts=post.message_id))
+                           for u in ("U1", "U2", "U3")))
+    await env.settle()
+    updates = env.fake.ok_calls("chat.update")
+    assert 1 <= len(updates) <= 2, "a burst of votes on one item gives at most one update per interval + the last"
+    assert "3/3 votes" in block_text(updates[-1]["blocks"])  # the final state is always shown
+    assert len(env.fake.ok_calls("chat.postEphemeral")) == 3

@@ -24,6 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.adapters import commands
 from bot.config import Settings
 from bot.core.errors import LabelingError
+from bot.core.replies import PostView
 from bot.core.service import LabelingService
 
 from . import render, translate
@@ -33,6 +34,8 @@ from .translate import BadPayload, Interaction, Submission
 log = logging.getLogger("labelbot.slack")
 
 DB_THREADS = 4
+BACKGROUND_SLOTS = 8  # jobs doing work at once; the rest wait (costing nothing) so acks stay quick
+UPDATE_INTERVAL_S = 1.0  # at most one chat.update per item per second (chat.update is Tier 3, ~50/min)
 SORRY = "Sorry, something went wrong on our side; your last action may not have been saved. Please try again."
 
 
@@ -54,6 +57,7 @@ class SlackHandlers:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._refreshing: set[int] = set()
         self._dirty: set[int] = set()
+        self._slots = asyncio.Semaphore(BACKGROUND_SLOTS)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -91,7 +95,10 @@ class SlackHandlers:
         except BadPayload as exc:
             return bad_request(str(exc))
         resp = await ack()
-        self.spawn(self._guard(self._action(inter), inter.channel, inter.actor.user_id, inter.response_url))
+        # modals must open while the 3-second trigger_id is valid: they skip the queue
+        gated = inter.action not in ("fix", "rank", "score")
+        self.spawn(self._guard(self._action(inter), inter.channel, inter.actor.user_id, inter.response_url,
+                               gated=gated))
         return resp
 
     async def on_view(self, ack: Any, body: dict[str, Any]) -> BoltResponse:
@@ -132,10 +139,19 @@ class SlackHandlers:
 
     # ------------------------------------------------------------------ background work
 
-    async def _guard(self, work: Awaitable[Any], channel: str | None, user: str, response_url: str | None) -> None:
-        """Turn errors into a polite private message; never let a background task die silently."""
+    async def _guard(self, work: Awaitable[Any], channel: str | None, user: str, response_url: str | None, *,
+                     gated: bool = True) -> None:
+        """Turn errors into a polite private message; never let a background task die silently.
+
+        Gated jobs take one of BACKGROUND_SLOTS first: a burst of clicks queues here instead of flooding
+        the event loop with callbacks that would delay the acks of the next requests.
+        """
         try:
-            await work
+            if gated:
+                async with self._slots:
+                    await work
+            else:
+                await work
         except LabelingError as exc:
             await self.tell(channel, user, exc.message, ok=False, response_url=response_url)
         except Exception:
@@ -150,7 +166,7 @@ class SlackHandlers:
                 return  # the first delivery of this click was confirmed already
             text, blocks = render.vote_confirmation(rec)  # sent only now: the vote is committed
             await self.send_private(i.channel, i.actor.user_id, text, blocks, response_url=i.response_url)
-            self.refresh(rec.post.item_id)
+            self.refresh(rec.post.item_id, rec.post)
         elif i.action == "skip":
             notice = await self.db(self.service.skip, event)
             await self.tell(i.channel, i.actor.user_id, notice.text, ok=notice.ok, response_url=i.response_url)
@@ -183,7 +199,7 @@ class SlackHandlers:
                 return
             text, blocks = render.vote_confirmation(rec)
             await self.send_private(sub.channel, sub.actor.user_id, text, blocks)
-            self.refresh(rec.post.item_id)
+            self.refresh(rec.post.item_id, rec.post)
         elif sub.kind == "score":
             notice = await self.db(self.service.submit_scores, parsed)
             await self.tell(sub.channel, sub.actor.user_id, notice.text, ok=notice.ok)
@@ -222,36 +238,53 @@ class SlackHandlers:
 
     # ------------------------------------------------------------------ outbound
 
-    def refresh(self, item_id: int) -> None:
-        """Re-render every Slack message of an item; coalesced so a burst of votes gives few updates."""
+    def refresh(self, item_id: int, fresh: PostView | None = None) -> None:
+        """Re-render every Slack message of an item; coalesced so a burst of votes gives few updates.
+
+        One refresh per item runs at a time and holds its slot for UPDATE_INTERVAL_S after updating;
+        votes arriving meanwhile mark the item dirty and get one more refresh from fresh reads.
+        `fresh` is the view the vote just returned (saves re-reading the post that was voted on).
+        """
         if item_id in self._refreshing:
             self._dirty.add(item_id)
             return
         self._refreshing.add(item_id)
-        self.spawn(self._refresh(item_id))
+        self.spawn(self._refresh(item_id, fresh))
 
-    async def _refresh(self, item_id: int) -> None:
+    async def _refresh(self, item_id: int, fresh: PostView | None) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 self._dirty.discard(item_id)
-                posts = await self.db(self.service.posts_of_item, item_id)
-                for post in posts:
-                    if post.platform != PLATFORM or not post.message_id or not post.channel:
-                        continue
-                    view = await self.db(self.service.post_view, post.id)
-                    rendered = render.item_message(view)
-                    try:
-                        await self.client.chat_update(channel=post.channel, ts=post.message_id, text=rendered.text,
-                                                      blocks=rendered.blocks)
-                    except SlackApiError as exc:
-                        log.warning("updating the message of post %s failed: %s", post.id,
-                                    exc.response.get("error"))
+                started = loop.time()
+                async with self._slots:
+                    await self._update_messages(item_id, fresh)
+                fresh = None
+                wait = started + UPDATE_INTERVAL_S - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 if item_id not in self._dirty:
                     break
         except Exception:
             log.exception("refreshing the messages of item %s failed", item_id)
         finally:
             self._refreshing.discard(item_id)
+
+    async def _update_messages(self, item_id: int, fresh: PostView | None) -> None:
+        posts = await self.db(self.service.posts_of_item, item_id)
+        for post in posts:
+            if post.platform != PLATFORM or not post.message_id or not post.channel:
+                continue
+            if fresh is not None and fresh.post_id == post.id:
+                view = fresh
+            else:
+                view = await self.db(self.service.post_view, post.id)
+            rendered = render.item_message(view)
+            try:
+                await self.client.chat_update(channel=post.channel, ts=post.message_id, text=rendered.text,
+                                              blocks=rendered.blocks)
+            except SlackApiError as exc:
+                log.warning("updating the message of post %s failed: %s", post.id, exc.response.get("error"))
 
     async def tell(self, channel: str | None, user: str, text: str, *, ok: bool = True,
                    response_url: str | None = None, prefer_url: bool = False) -> None:
