@@ -128,3 +128,19 @@ def test_translate_submissions_and_comments():
     bot = message_event("hi", thread_ts="1700000000.000100", ts="1700000001.000100")
     bot["event"]["bot_id"] = "B1"
     assert translate.comment_from(bot) is None
+
+
+def test_manifest_points_everything_at_one_url_with_the_needed_scopes():
+    yaml = pytest.importorskip("yaml")
+    from pathlib import Path
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "slack-manifest.yaml").read_text())
+    url = "https://YOUR-HOST/slack/events"
+    settings = manifest["settings"]
+    assert settings["event_subscriptions"]["request_url"] == url
+    assert settings["interactivity"] == {"is_enabled": True, "request_url": url}
+    [command] = manifest["features"]["slash_commands"]
+    assert command["command"] == "/label" and command["url"] == url and command["should_escape"] is True
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"chat:write", "commands", "files:write", "channels:history"} <= scopes
+    assert "message.channels" in settings["event_subscriptions"]["bot_events"]

@@ -57,3 +57,21 @@ async def test_socket_mode_connects_acks_and_votes(db_url, campaign, fake, tmp_p
         stop.set()
         await asyncio.wait_for(task, 30)
     assert not fake.socket_connected
+
+
+async def test_without_app_token_http_only_and_bad_token_does_not_block(db_url, campaign, fake, tmp_path,
+                                                                         monkeypatch):
+    from bot.adapters.slack import app as slack_app
+
+    settings = slack_settings(db_url, fake, tmp_path, slack_app_token="")
+    assert slack_app.socket_mode_handler(None, settings, None) is None  # empty token: HTTP mode only
+    monkeypatch.setattr(slack_app, "SOCKET_CONNECT_WAIT_S", 0.5)
+    ctx, port, stop, task = await start_server(slack_settings(db_url, fake, tmp_path,
+                                                              slack_app_token="xapp-wrong"))
+    try:
+        assert ctx.extras["slack_socket"] is not None and not fake.socket_connected
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            assert resp.status == 503 and (await resp.json())["checks"]["slack"] is False
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
