@@ -168,6 +168,97 @@ def campaign_resume(name: str) -> None:
     console.print(f"Campaign [bold]{name}[/] resumed.")
 
 
+@campaign_app.command("set")
+def campaign_set(
+    name: str,
+    sampling: Annotated[str | None, typer.Option(
+        help="least_votes | disagreement | uncertainty | informative_pairs | random")] = None,
+    consensus: Annotated[str | None, typer.Option(help="majority | weighted (by annotator reliability)")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Votes needed per item (k)")] = None,
+    daily_cap: Annotated[int | None, typer.Option(help="Votes per annotator per day")] = None,
+    max_share: Annotated[float | None, typer.Option(help="Max share of a campaign's votes per person")] = None,
+    gold_rate: Annotated[float | None, typer.Option(help="Share of tasks drawn from gold items")] = None,
+    reveal: Annotated[str | None, typer.Option(help="quorum | never | always")] = None,
+    guidelines: Annotated[Path | None, typer.Option(help="New guidelines file (bumps the guideline version)")] = None,
+    slack_channel: Annotated[str | None, typer.Option()] = None,
+    discord_channel: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change a campaign's settings."""
+    changes = {k: v for k, v in {
+        "sampling": sampling, "consensus": consensus, "overlap": overlap, "daily_cap": daily_cap,
+        "max_share": max_share, "gold_rate": gold_rate, "reveal": reveal, "slack_channel": slack_channel,
+        "discord_channel": discord_channel}.items() if v is not None}
+    if guidelines is not None:
+        try:
+            changes["guidelines"] = guidelines.read_text(encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot read guidelines file {guidelines}: {exc.strerror}")
+    if not changes:
+        fail("nothing to change; see `labelbot campaign set --help`")
+    svc = service()
+    camp = run(lambda: svc.update_campaign(name, cli_actor(), **changes))
+    console.print(f"Updated [bold]{camp.name}[/]: {', '.join(sorted(changes))} (guideline version "
+                  f"{camp.guideline_version}).")
+
+
+@campaign_app.command("requeue")
+def campaign_requeue(name: str) -> None:
+    """Reopen items voted under older guidelines so they get k votes under the current version."""
+    svc = service()
+    console.print(run(lambda: svc.requeue_old_guidelines(cli_actor(), name)).text)
+
+
+@app.command()
+def resolve(
+    item: Annotated[str, typer.Argument(help="The item's id (as imported)")],
+    answer: Annotated[str, typer.Argument(help="Winning model name, response number (1-based), tie or both_bad")],
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+) -> None:
+    """Settle a split item by hand (its consensus becomes your answer)."""
+    svc = service()
+    console.print(run(lambda: svc.resolve_item(cli_actor(), campaign, item, answer)).text)
+
+
+@app.command()
+def quality(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Agreement, annotator reliability and flags, position / length / formatting bias, split items."""
+    from bot.core.quality import quality_report
+
+    svc = service()
+    rep = run(lambda: quality_report(svc.db, campaign))
+    if as_json:
+        print(json.dumps(rep.as_dict(), indent=2, default=str))
+        return
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.0%}"
+
+    def num(x: float | None, fmt: str = ".3f") -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    console.print(f"[bold]{rep.campaign}[/]: Krippendorff's alpha {num(rep.alpha)} · mean item agreement "
+                  f"{pct(rep.mean_item_agreement)} · {len(rep.split_items)} split · {len(rep.flagged_items)} flagged")
+    table = Table("annotator", "votes", "gold acc.", "agrees w/ crowd", "reliability", "A share", "fast", "flags",
+                  title="Annotators")
+    for a in rep.annotators:
+        table.add_row(a.name, str(a.votes), pct(a.gold_accuracy), pct(a.agreement), f"{a.reliability:.2f}",
+                      pct(a.a_share), str(a.fast_votes), ", ".join(a.flags) or "-")
+    console.print(table)
+    b = rep.bias
+    console.print(f"Position bias: A chosen in {pct(b.position_a_share)} of {b.position_votes} A/B votes "
+                  f"(binomial p={num(b.position_p)})")
+    console.print(f"Length bias: chosen longer in {pct(b.chosen_longer_share)} of {b.pairs} consensus pairs "
+                  f"(p={num(b.length_p)}; mean {num(b.mean_chosen_chars, '.0f')} vs "
+                  f"{num(b.mean_rejected_chars, '.0f')} chars)")
+    console.print(f"Formatting bias: chosen more formatted in {pct(b.chosen_more_formatted_share)} of pairs "
+                  f"(p={num(b.formatting_p)})")
+    if rep.split_items:
+        console.print("Split items (settle with `labelbot resolve`): " + ", ".join(rep.split_items[:20]))
+
+
 # ----------------------------------------------------------------------------------------- import / export
 
 

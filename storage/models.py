@@ -63,6 +63,7 @@ class Item(SQLModel, table=True):
     vote_count: int = 0
     extra_votes: int = 0  # extra votes requested because the first k split
     status: str = "open"  # open | complete | flagged | resolved
+    resolution: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -214,4 +215,16 @@ class ExportRecord(SQLModel, table=True):
     rows: int = 0
     max_vote_id: int = 0
     manifest: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ItemScore(SQLModel, table=True):
+    """A reward model's margin between an item's responses (written by the scheduler after training);
+    the `uncertainty` sampling strategy asks for the items whose latest margin is nearest zero."""
+
+    __table_args__ = (UniqueConstraint("item_id", "model_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="item.id", index=True)
+    model_version: str = Field(max_length=200)
+    margin: float
     created_at: datetime = Field(default_factory=utcnow)

@@ -11,6 +11,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.core.errors import InvalidInput, LabelingError, NotFound
@@ -18,6 +19,9 @@ from bot.core.events import Actor, TaskRequested
 from bot.core.replies import CampaignStats, LeaderboardRow, PostView
 from bot.core.service import LabelingService
 from storage import queries as q
+
+if TYPE_CHECKING:
+    from bot.core.quality import QualityReport
 
 MENTION = re.compile(r"^<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>$")
 MAX_POST_PER_COMMAND = 50
@@ -35,6 +39,9 @@ ADMIN = {
     "pause": "pause the campaign",
     "resume": "resume the campaign",
     "admin add @user": "make someone a labelbot admin",
+    "resolve ITEM ANSWER": "settle a split item (ANSWER: model name, response number, tie or both_bad)",
+    "requeue": "reopen items voted under older guidelines",
+    "quality": "annotator reliability, flags and bias report",
 }
 
 
@@ -115,7 +122,7 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
-    if sub not in ("post", "export", "pause", "resume", "admin"):
+    if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
     if sub == "post":
@@ -136,6 +143,19 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
             q.add_audit(s, actor.key, "export.run", format=fmt, path=str(res.path), rows=res.rows)
         return CommandReply(f"Exported {res.rows} rows ({res.train_rows} train / {res.test_rows} test) of *{camp}* "
                             f"as `{fmt}` to `{res.path}`.")
+    if sub == "resolve":
+        if len(rest) < 2:
+            raise InvalidInput("Usage: `/label resolve ITEM ANSWER` (model name, response number, tie or both_bad).")
+        camp = resolve_campaign(service, platform, channel, rest[2] if len(rest) > 2 else None)
+        return CommandReply(service.resolve_item(actor, camp, rest[0], rest[1]).text)
+    if sub == "requeue":
+        camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
+        return CommandReply(service.requeue_old_guidelines(actor, camp).text)
+    if sub == "quality":
+        from bot.core.quality import quality_report
+
+        camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
+        return CommandReply(format_quality(quality_report(service.db, camp)))
     if sub in ("pause", "resume"):
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         service.set_status(camp, "paused" if sub == "pause" else "active", actor)
@@ -169,4 +189,21 @@ def format_leaderboard(campaign: str, board: list[LeaderboardRow]) -> str:
     for row in board:
         lines.append(f"{row.rank}. {row.model} — {row.score:.0f} ({row.lower:.0f}–{row.upper:.0f}), "
                      f"{row.battles} battles")
+    return "\n".join(lines)
+
+
+def format_quality(rep: QualityReport) -> str:
+    b = rep.bias
+    alpha = "n/a" if rep.alpha is None else f"{rep.alpha:.2f}"
+    lines = [f"*Quality — {rep.campaign}*: alpha {alpha}, {len(rep.split_items)} split item(s), "
+             f"{len(rep.flagged_items)} flagged item(s)."]
+    if b.position_a_share is not None:
+        lines.append(f"Position bias: A chosen {b.position_a_share:.0%} of {b.position_votes} votes "
+                     f"(p={b.position_p:.3f}).")
+    if b.chosen_longer_share is not None:
+        lines.append(f"Length bias: the chosen answer is longer in {b.chosen_longer_share:.0%} of pairs "
+                     f"(p={b.length_p:.3f}).")
+    flagged = rep.flagged_annotators
+    lines.append("Flagged annotators: " + ("; ".join(f"{a.name} ({', '.join(a.flags)})" for a in flagged)
+                                           if flagged else "none"))
     return "\n".join(lines)

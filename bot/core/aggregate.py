@@ -99,6 +99,16 @@ def item_consensus(votes: Sequence[VoteLite], n: int) -> ItemConsensus:
     return ItemConsensus(outcome, order, agreement, pairs, len(votes))
 
 
+def resolved_consensus(resolution: dict, votes: int, n: int) -> ItemConsensus:
+    """The consensus an admin settled with `/label resolve`: it overrides the votes."""
+    outcome = resolution.get("outcome")
+    ranking = tuple(resolution.get("ranking") or ())
+    if outcome in ("tie", "both_bad") or not ranking:
+        return ItemConsensus(outcome, None, 1.0, [], votes)
+    pairs = [PairConsensus(b, w, 1.0, 1.0) for b, w in implied_pairs(ranking, n)]
+    return ItemConsensus(outcome, ranking, 1.0, pairs, votes)
+
+
 def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> float | None:
     """Nominal Krippendorff's alpha from each unit's list of category labels.
 
