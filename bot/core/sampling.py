@@ -17,6 +17,7 @@ from collections import defaultdict
 from itertools import groupby
 from typing import Any
 
+import numpy as np
 from sqlalchemy import exists, func, literal
 from sqlmodel import select
 
@@ -68,11 +69,7 @@ def pick_items(s: Any, camp: Campaign, *, limit: int = 1, annotator: int | None 
     if strategy == "least_votes":
         return list(s.exec(least.limit(limit)))
     if strategy == "uncertainty":
-        latest = (select(ItemScore.item_id, func.max(ItemScore.id).label("sid"))
-                  .group_by(ItemScore.item_id).subquery())
-        stmt = (base.join(latest, latest.c.item_id == Item.id).join(ItemScore, ItemScore.id == latest.c.sid)
-                .order_by(func.abs(ItemScore.margin), Item.vote_count, Item.id).limit(limit))
-        chosen = list(s.exec(stmt))
+        chosen = _most_uncertain(s, base, limit)
     elif strategy == "disagreement":
         chosen = _split_first(s, camp, base, limit)
     else:
@@ -83,6 +80,45 @@ def pick_items(s: Any, camp: Campaign, *, limit: int = 1, annotator: int | None 
             if item.id not in seen and len(chosen) < limit:
                 chosen.append(item)
     return chosen
+
+
+RM_PRIOR_VOTES = 2.0  # how many votes the reward model's opinion is worth before people vote
+
+
+def _most_uncertain(s: Any, base: Any, limit: int) -> list[Item]:
+    """Items whose winner is least certain given the reward model's margin *and* the votes so far.
+
+    The margin gives a prior P(first response better) = sigmoid(margin) worth RM_PRIOR_VOTES votes; the
+    votes update it (Beta posterior); we ask where the current leader is most likely wrong. Without the
+    votes in the posterior, uncertainty sampling keeps sending people to the same few items.
+    """
+    from scipy.special import betainc, expit
+
+    latest = select(ItemScore.item_id, func.max(ItemScore.id).label("sid")).group_by(ItemScore.item_id).subquery()
+    rows = list(s.execute(
+        base.join(latest, latest.c.item_id == Item.id).join(ItemScore, ItemScore.id == latest.c.sid)
+        .where(Item.n_responses == 2).add_columns(ItemScore.margin).order_by(Item.vote_count, Item.id)
+        .limit(CANDIDATES * 2)
+    ))
+    if not rows:
+        return []
+    by_id = {item.id: (item, margin) for item, margin in rows}
+    wins: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for item_id, outcome, winner in s.exec(select(Vote.item_id, Vote.outcome, Vote.winner)
+                                           .where(Vote.item_id.in_(list(by_id)))):
+        if outcome in ("tie", "both_bad") or winner is None:
+            wins[item_id][0] += 0.5
+            wins[item_id][1] += 0.5
+        else:
+            wins[item_id][int(winner)] += 1.0
+    ids = list(by_id)
+    prior = expit(np.array([by_id[i][1] for i in ids], dtype=float))
+    a = 1.0 + RM_PRIOR_VOTES * prior + np.array([wins[i][0] for i in ids])
+    b = 1.0 + RM_PRIOR_VOTES * (1 - prior) + np.array([wins[i][1] for i in ids])
+    p_first_worse = betainc(a, b, 0.5)  # P(theta < 1/2): the first response is in fact the worse one
+    p_leader_wrong = np.minimum(p_first_worse, 1 - p_first_worse)
+    order = np.argsort(-p_leader_wrong, kind="stable")
+    return [by_id[ids[k]][0] for k in order[:limit]]
 
 
 def _split_first(s: Any, camp: Campaign, base: Any, limit: int) -> list[Item]:
