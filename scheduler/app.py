@@ -168,6 +168,8 @@ class SchedulerApp:
             executors={"default": ThreadPoolExecutor(self.workers)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
         )
+        if logging.getLogger("apscheduler.executors").level == logging.NOTSET:
+            logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)  # one line per run is ours
         _CURRENT = self
         self.scheduler = sched
         self._leader.set()
