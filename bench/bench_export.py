@@ -42,8 +42,8 @@ def build(path: Path, items: int, votes: int, corrections: int, seed: int = 0) -
                 "max_extra_votes, agreement_threshold, gold_rate, settings, created_at) VALUES "
                 "(1, 'bench', '', 1, 3, '[]', 'active', 'quorum', 2, 0.6, 0.0, '{}', ?)", (now,))
     annotators = 2000
-    con.executemany("INSERT INTO annotator (id, platform, workspace, user_id, created_at) VALUES (?, 'slack', 'T', ?, ?)",
-                    [(a, f"U{a}", now) for a in range(1, annotators + 1)])
+    con.executemany("INSERT INTO annotator (id, platform, workspace, user_id, created_at) "
+                    "VALUES (?, 'slack', 'T', ?, ?)", [(a, f"U{a}", now) for a in range(1, annotators + 1)])
     per_item = [votes // items] * items
     for i in rng.sample(range(items), votes - sum(per_item)):
         per_item[i] += 1

@@ -192,32 +192,34 @@ def trigger_finetune(ctx: JobContext, campaign: str, method: str, *, threshold: 
     if not decision.launch:
         return Outcome("skipped", {"method": method, "reason": decision.reason, "pairs": pairs_now})
     launcher = ctx.launcher or default_launcher()
-    if reusable:
-        path = out / f"v{version:04d}"
-    else:
-        res = export_campaign(ctx.db, campaign, fmt, out, incremental=False, trigger={"finetune": method})
-        path, version = res.path, res.version
-        pairs_now = res.rows
-    with ctx.db.write() as s:
+    with ctx.db.write() as s:  # claim this (method, data) first: concurrent triggers launch once
         if not q.insert_ignore(s, FinetuneTrigger, {
-                "campaign_id": camp.id, "method": method, "export_format": fmt, "export_version": version,
-                "export_path": str(path), "pairs": pairs_now, "max_vote_id": hi, "reason": reason,
-                "created_at": utcnow()}, ("campaign_id", "method", "export_format", "export_version")):
-            return Outcome("skipped", {"method": method, "reason": "this export version was already trained"})
+                "campaign_id": camp.id, "method": method, "export_format": fmt, "export_version": None,
+                "export_path": "", "pairs": pairs_now, "max_vote_id": hi, "reason": reason, "created_at": utcnow()},
+                ("campaign_id", "method", "max_vote_id")):
+            return Outcome("skipped", {"method": method, "reason": "a fine-tune on this data was already started"})
+        trigger_id = s.exec(select(FinetuneTrigger.id).where(
+            FinetuneTrigger.campaign_id == camp.id, FinetuneTrigger.method == method,
+            FinetuneTrigger.max_vote_id == hi)).one()
     try:
+        if reusable:
+            path = out / f"v{version:04d}"
+        else:
+            res = export_campaign(ctx.db, campaign, fmt, out, incremental=False, trigger={"finetune": method})
+            path, version, pairs_now = res.path, res.version, res.rows
+        with ctx.db.write() as s:
+            row = s.get(FinetuneTrigger, trigger_id)
+            row.export_version, row.export_path, row.pairs = version, str(path), pairs_now
+            s.add(row)
         job = launcher(ctx.db, ctx.settings, campaign, method, path, backend)
     except BaseException:
-        with ctx.db.write() as s:  # not launched: let a later trigger try this version again
-            row = s.exec(select(FinetuneTrigger).where(
-                FinetuneTrigger.campaign_id == camp.id, FinetuneTrigger.method == method,
-                FinetuneTrigger.export_format == fmt, FinetuneTrigger.export_version == version)).first()
+        with ctx.db.write() as s:  # not launched: let a later trigger try this data again
+            row = s.get(FinetuneTrigger, trigger_id)
             if row is not None:
                 s.delete(row)
         raise
     with ctx.db.write() as s:
-        row = s.exec(select(FinetuneTrigger).where(
-            FinetuneTrigger.campaign_id == camp.id, FinetuneTrigger.method == method,
-            FinetuneTrigger.export_format == fmt, FinetuneTrigger.export_version == version)).one()
+        row = s.get(FinetuneTrigger, trigger_id)
         row.job_id = int(job)
         s.add(row)
         q.add_audit(s, f"scheduler:{reason}", "finetune.trigger", campaign_id=camp.id, method=method,

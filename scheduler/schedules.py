@@ -34,6 +34,7 @@ BACKENDS = ("local", "command")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MIN_PERIOD_S = 1
 MAX_POST_COUNT = 1000
+WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,12 @@ def parse_cron(value: str | None, tz: str = "UTC") -> str | None:
         return None
     from apscheduler.triggers.cron import CronTrigger
 
-    expr = " ".join(str(value).split())
-    if len(expr.split()) != 5:
+    fields = str(value).split()
+    if len(fields) != 5:
         raise InvalidInput(f"Cron {value!r} needs 5 fields: minute hour day month weekday.")
+    # crontab counts weekdays from Sunday = 0 (7 too); APScheduler 3 from Monday = 0. Names mean the same to both.
+    fields[4] = re.sub(r"\d+", lambda m: WEEKDAYS[int(m.group()) % 7] if int(m.group()) <= 7 else m.group(), fields[4])
+    expr = " ".join(fields)
     try:
         CronTrigger.from_crontab(expr, timezone=tz)
     except ValueError as exc:

@@ -260,16 +260,19 @@ class FinetuneTrigger(SQLModel, table=True):
     """Each fine-tune the scheduler started: an export version is trained once per method (unique key)."""
 
     __tablename__ = "finetune_trigger"
-    __table_args__ = (UniqueConstraint("campaign_id", "method", "export_format", "export_version",
-                                       name="uq_finetune_trigger_version"),)
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "method", "export_format", "export_version",
+                         name="uq_finetune_trigger_version"),
+        UniqueConstraint("campaign_id", "method", "max_vote_id", name="uq_finetune_trigger_data"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id", index=True)
     method: str = Field(max_length=20)
     export_format: str = Field(max_length=40)
-    export_version: int
-    export_path: str
+    export_version: int | None = None  # set once the export is written (the row is claimed first)
+    export_path: str = ""
     pairs: int = 0  # training rows in that export (the threshold counts new ones since the last trigger)
-    max_vote_id: int = 0
+    max_vote_id: int = 0  # newest source id (vote; correction for sft) the data covers
     reason: str = Field(default="", max_length=40)  # threshold | cron | manual
     job_id: int | None = None  # the fine-tune job the launcher returned
     created_at: datetime = Field(default_factory=utcnow)

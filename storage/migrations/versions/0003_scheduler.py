@@ -55,7 +55,7 @@ def upgrade() -> None:
     sa.Column('campaign_id', sa.Integer(), nullable=False),
     sa.Column('method', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('export_format', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('export_version', sa.Integer(), nullable=False),
+    sa.Column('export_version', sa.Integer(), nullable=True),
     sa.Column('export_path', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('pairs', sa.Integer(), nullable=False),
     sa.Column('max_vote_id', sa.Integer(), nullable=False),
@@ -65,7 +65,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('campaign_id', 'method', 'export_format', 'export_version',
-                        name='uq_finetune_trigger_version')
+                        name='uq_finetune_trigger_version'),
+    sa.UniqueConstraint('campaign_id', 'method', 'max_vote_id', name='uq_finetune_trigger_data')
     )
     with op.batch_alter_table('finetune_trigger', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_finetune_trigger_campaign_id'), ['campaign_id'], unique=False)
