@@ -106,6 +106,7 @@ def split_of(campaign: str, external_id: str, test_fraction: float) -> str:
 
 
 def _loads(value: Any) -> Any:
+    """JSON columns are selected as text (CAST ... AS TEXT) so SQLite and PostgreSQL both give a JSON string."""
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -127,18 +128,19 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
     changed = ("AND EXISTS (SELECT 1 FROM vote nv WHERE nv.item_id = i.id AND nv.id > :lo AND nv.id <= :m)"
                if after_vote_id else "")
     item_sql = text(
-        "SELECT i.id, i.external_id, i.prompt, i.n_responses, i.status, i.gold FROM item i "
+        "SELECT i.id, i.external_id, CAST(i.prompt AS TEXT), i.n_responses, i.status, CAST(i.gold AS TEXT) FROM item i "
         f"WHERE i.campaign_id = :c {status_filter} {changed} ORDER BY i.id"
     )
     resp_sql = text(
         "SELECT r.item_id, r.model, r.text FROM response r JOIN item i ON i.id = r.item_id "
         f"WHERE i.campaign_id = :c {status_filter} ORDER BY r.item_id, r.position"
     )
-    detail = (", v.annotator_id, v.shown_choice, v.guideline_version, v.created_at, v.scores, v.reason, "
-              "v.updated_at") if with_vote_details else ""
+    detail = (", v.annotator_id, v.shown_choice, v.guideline_version, v.created_at, CAST(v.scores AS TEXT), "
+              "v.reason, v.updated_at") if with_vote_details else ""
     low = "AND v.id > :lo" if votes_after_only else ""
     vote_sql = text(
-        f"SELECT v.item_id, v.outcome, v.winner, v.ranking, v.id{detail} FROM vote v JOIN item i ON i.id = v.item_id "
+        f"SELECT v.item_id, v.outcome, v.winner, CAST(v.ranking AS TEXT), v.id{detail} FROM vote v "
+        "JOIN item i ON i.id = v.item_id "
         f"WHERE i.campaign_id = :c AND v.id <= :m {low} {status_filter} ORDER BY v.item_id, v.id"
     )
     params = {"c": campaign_id, "m": max_vote_id, "lo": after_vote_id}
@@ -321,7 +323,7 @@ def iter_corrections(db: Database, campaign_id: int, *, max_id: int, after_id: i
     Flagged items are left out. Streams in correction-id order.
     """
     sql = text(
-        "SELECT c.id, c.annotator_id, c.position, c.text, c.guideline_version, i.external_id, i.prompt, "
+        "SELECT c.id, c.annotator_id, c.position, c.text, c.guideline_version, i.external_id, CAST(i.prompt AS TEXT), "
         "r.model, r.text FROM correction c JOIN item i ON i.id = c.item_id "
         "JOIN response r ON r.item_id = c.item_id AND r.position = c.position "
         "WHERE i.campaign_id = :c AND i.status <> 'flagged' AND c.id > :lo AND c.id <= :m AND c.id IN ("
