@@ -111,6 +111,17 @@ def _loads(value: Any) -> Any:
 
 
 def _stream(conn: Any, sql: Any, params: dict[str, Any]) -> Iterator[Any]:
+    """Rows as plain tuples in batches: a server-side cursor on PostgreSQL; on SQLite the driver's cursor
+    directly (SQLAlchemy's Row objects cost about a third of a million-vote export there)."""
+    if conn.dialect.name == "sqlite":
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(str(sql), params)
+            while batch := cursor.fetchmany(BATCH):
+                yield from batch
+        finally:
+            cursor.close()
+        return
     result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(sql, params)
     for part in result.partitions(BATCH):
         yield from part
