@@ -19,6 +19,9 @@ app = typer.Typer(help="labelbot: RLHF preference labeling in Slack and Discord.
                   pretty_exceptions_enable=False)
 campaign_app = typer.Typer(help="Create and manage labeling campaigns.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
+schedule_app = typer.Typer(help="Schedules per campaign: posting, exports, fine-tune triggers; the run ledger.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -290,18 +293,28 @@ def import_items(
 @app.command()
 def export(
     campaign: Annotated[str, typer.Option(help="Campaign to export")],
-    format: Annotated[str, typer.Option("--format", help="trl | trl-conversational | votes")] = "trl",
+    format: Annotated[str, typer.Option("--format", help="trl | trl-conversational | reward | kto | sft | "
+                                        "correction-pairs | hh | openai-preference | votes")] = "trl",
     out: Annotated[Path, typer.Option(help="Dataset folder; each run writes a new version folder vN inside")] = Path(
         "exports"),
     test_fraction: Annotated[float, typer.Option(help="Share of items in the test split")] = 0.1,
+    incremental: Annotated[bool, typer.Option("--incremental/--cumulative",
+                                              help="Only what is new since the last version (default: everything)")
+                           ] = False,
 ) -> None:
     """Export a versioned dataset (JSONL + Parquet, manifest, deterministic split by item)."""
     from scheduler.export import export_campaign
 
     svc = service()
     with console.status("exporting..."):
-        res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction))
-    console.print(f"Wrote {res.rows} rows ({res.train_rows} train / {res.test_rows} test) to [bold]{res.path}[/]")
+        res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction,
+                                          incremental=incremental))
+    if not res.created:
+        console.print(f"Nothing new since version {res.version} ([bold]{res.path}[/]); no new version written.")
+        return
+    mode = "incremental" if incremental else "cumulative"
+    console.print(f"Wrote {res.rows} rows ({res.train_rows} train / {res.test_rows} test, {mode}) to "
+                  f"[bold]{res.path}[/]")
 
 
 @app.command()
@@ -363,6 +376,144 @@ def post(
             fail(f"this build of labelbot cannot post to {target}")
         count = run(lambda target=target: poster(target)(cfg, svc, campaign, limit))
         console.print(f"Posted {count} item(s) of [bold]{campaign}[/] to {target}.")
+
+
+# ----------------------------------------------------------------------------------------- schedules
+
+
+def _schedule_set(campaign: str, kind: str, raw: dict) -> None:
+    from scheduler.schedules import set_schedule
+
+    svc = service()
+    row = run(lambda: set_schedule(svc.db, campaign, kind, {k: v for k, v in raw.items() if v is not None},
+                                   cli_actor().key))
+    console.print(f"[bold]{campaign}[/]: {row.describe()} (job {row.job_id}).")
+
+
+@schedule_app.command("post")
+def schedule_post(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    count: Annotated[int, typer.Option(help="Items to post each period")],
+    every: Annotated[str, typer.Option(help="Period: 30m, 2h, 1d ...")],
+    quiet: Annotated[str | None, typer.Option(help="Quiet hours with no posting, e.g. 22:00-07:00")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the quiet hours (IANA name)")] = "UTC",
+    platform: Annotated[list[str] | None, typer.Option(help="slack / discord (default: every configured one)")] = None,
+) -> None:
+    """Post N items per period to the campaign's channels."""
+    _schedule_set(campaign, "post", {"count": count, "every": every, "quiet": quiet, "tz": tz,
+                                     "platforms": platform or None})
+
+
+@schedule_app.command("export")
+def schedule_export(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    every: Annotated[str | None, typer.Option(help="Period: 6h, 1d ...")] = None,
+    cron: Annotated[str | None, typer.Option(help="Crontab instead of a period, e.g. '0 2 * * *'")] = None,
+    formats: Annotated[str, typer.Option(help="Comma-separated export formats")] = "trl",
+    incremental: Annotated[bool, typer.Option("--incremental/--cumulative", help="What each version holds")] = True,
+    out: Annotated[str | None, typer.Option(help="Export folder (default LABELBOT_EXPORT_DIR)")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Export datasets on a cadence (a new version folder per run)."""
+    _schedule_set(campaign, "export", {"every": every, "cron": cron, "formats": formats, "incremental": incremental,
+                                       "out": out, "tz": tz})
+
+
+@schedule_app.command("finetune")
+def schedule_finetune(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    methods: Annotated[str, typer.Option(help="Comma-separated: dpo, reward, sft")] = "dpo",
+    threshold: Annotated[int | None, typer.Option(help="New consensus pairs needed since the last fine-tune")] = None,
+    every: Annotated[str | None, typer.Option(help="How often to check the threshold (default 15m)")] = None,
+    cron: Annotated[str | None, typer.Option(help="Check on a crontab instead, e.g. '0 3 * * 0'")] = None,
+    backend: Annotated[str, typer.Option(help="local | command")] = "local",
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Fine-tune when enough new consensus pairs arrived (each export version trains once per method)."""
+    _schedule_set(campaign, "finetune", {"methods": methods, "threshold": threshold, "every": every, "cron": cron,
+                                         "backend": backend, "tz": tz})
+
+
+@schedule_app.command("off")
+def schedule_off(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune")],
+) -> None:
+    """Turn one of a campaign's schedules off."""
+    from scheduler.schedules import disable_schedule
+
+    svc = service()
+    changed = run(lambda: disable_schedule(svc.db, campaign, kind, cli_actor().key))
+    console.print(f"{kind} schedule of [bold]{campaign}[/] " + ("turned off." if changed else "was not on."))
+
+
+@schedule_app.command("show")
+def schedule_show(
+    campaign: Annotated[str | None, typer.Option(help="Campaign (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List schedules."""
+    from scheduler.schedules import list_schedules
+
+    svc = service()
+    rows = run(lambda: list_schedules(svc.db, campaign))
+    if as_json:
+        print(json.dumps([{"campaign": r.campaign, "kind": r.kind, "enabled": r.enabled, "job_id": r.job_id,
+                           "spec": r.spec} for r in rows]))
+        return
+    if not rows:
+        console.print("No schedules.")
+        return
+    table = Table("campaign", "kind", "on", "schedule")
+    for r in rows:
+        table.add_row(r.campaign, r.kind, "yes" if r.enabled else "no", r.describe())
+    console.print(table)
+
+
+@schedule_app.command("runs")
+def schedule_runs(
+    campaign: Annotated[str | None, typer.Option(help="Campaign (default: all)")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The run ledger: each scheduled slot and how it went."""
+    from scheduler.ledger import Ledger
+
+    svc = service()
+    runs = [r for r in Ledger(svc.db).runs(limit=max(1, limit) * (20 if campaign else 1))
+            if campaign is None or r.job_id.split(":", 1)[1] == campaign][:limit]
+    if as_json:
+        print(json.dumps([{"job": r.job_id, "slot": r.slot.isoformat(), "status": r.status, "attempts": r.attempts,
+                           "started": r.started_at.isoformat(),
+                           "finished": r.finished_at.isoformat() if r.finished_at else None,
+                           "error": (r.error or "").splitlines()[0] if r.error else None, "result": r.result}
+                          for r in runs]))
+        return
+    table = Table("job", "slot (UTC)", "status", "attempts", "error")
+    for r in runs:
+        table.add_row(r.job_id, r.slot.strftime("%Y-%m-%d %H:%M:%S"), r.status, str(r.attempts),
+                      (r.error or "").splitlines()[0][:80] if r.error else "")
+    console.print(table)
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune")],
+) -> None:
+    """Run a campaign's job once now (recorded in the run ledger like a scheduled slot)."""
+    from scheduler.app import SchedulerApp
+    from scheduler.schedules import KINDS
+
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    app_ = SchedulerApp(settings(), svc.db, service=svc)
+    row = app_.run_now(kind, campaign)
+    if row.status == "failed":
+        fail(f"{kind} run failed: {(row.error or '').splitlines()[0]}")
+    console.print(f"{kind} of [bold]{campaign}[/]: {row.status} {json.dumps(row.result)}", highlight=False)
 
 
 # ----------------------------------------------------------------------------------------- doctor / serve

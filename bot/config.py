@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     labelbot_log_level: str = "INFO"
     labelbot_dashboard_token: SecretStr | None = None
     labelbot_public_url: str | None = None
+    # scheduler: how often the leader checks schedules/crashed runs, and when a silent run counts as crashed
+    labelbot_scheduler_poll_s: float = Field(default=5.0, gt=0)
+    labelbot_scheduler_stale_s: float = Field(default=60.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
