@@ -301,6 +301,8 @@ def export(
     incremental: Annotated[bool, typer.Option("--incremental/--cumulative",
                                               help="Only what is new since the last version (default: everything)")
                            ] = False,
+    balance_length: Annotated[bool, typer.Option(
+        help="Subsample pairs so the chosen answer is as often shorter as longer")] = False,
 ) -> None:
     """Export a versioned dataset (JSONL + Parquet, manifest, deterministic split by item)."""
     from scheduler.export import export_campaign
@@ -308,7 +310,7 @@ def export(
     svc = service()
     with console.status("exporting..."):
         res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction,
-                                          incremental=incremental))
+                                          incremental=incremental, balance_length=balance_length))
     if not res.created:
         console.print(f"Nothing new since version {res.version} ([bold]{res.path}[/]); no new version written.")
         return

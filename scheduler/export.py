@@ -39,6 +39,7 @@ FORMATS = ("trl", "trl-conversational", "reward", "kto", "sft", "correction-pair
            "votes")
 CONSENSUS_FORMATS = frozenset({"trl", "trl-conversational", "reward", "kto", "hh", "openai-preference"})
 CORRECTION_FORMATS = frozenset({"sft", "correction-pairs"})
+PAIR_FORMATS = frozenset({"trl", "trl-conversational", "reward", "kto", "hh", "openai-preference"})
 # What each format is for (shown in the CLI help and the manifest).
 DESCRIPTIONS = {
     "trl": "prompt/chosen/rejected, explicit prompt (TRL DPOTrainer, RewardTrainer)",
@@ -66,6 +67,7 @@ class ItemRecord:
     models: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     votes: list[tuple[Any, ...]] = field(default_factory=list)
+    resolution: Any = None  # an admin's settlement (`labelbot resolve`), which overrides the votes
 
 
 @dataclass(frozen=True)
@@ -139,18 +141,18 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
     changed = ("AND EXISTS (SELECT 1 FROM vote nv WHERE nv.item_id = i.id AND nv.id > :lo AND nv.id <= :m)"
                if after_vote_id else "")
     item_sql = text(
-        "SELECT i.id, i.external_id, CAST(i.prompt AS TEXT), i.n_responses, i.status, CAST(i.gold AS TEXT) FROM item i "
-        f"WHERE i.campaign_id = :c {status_filter} {changed} ORDER BY i.id"
+        "SELECT i.id, i.external_id, CAST(i.prompt AS TEXT), i.n_responses, i.status, CAST(i.gold AS TEXT), "
+        f"CAST(i.resolution AS TEXT) FROM item i WHERE i.campaign_id = :c {status_filter} {changed} ORDER BY i.id"
     )
     resp_sql = text(
         "SELECT r.item_id, r.model, r.text FROM response r JOIN item i ON i.id = r.item_id "
         f"WHERE i.campaign_id = :c {status_filter} ORDER BY r.item_id, r.position"
     )
-    detail = (", v.annotator_id, v.shown_choice, v.guideline_version, v.created_at, CAST(v.scores AS TEXT), "
+    detail = (", v.shown_choice, v.guideline_version, v.created_at, CAST(v.scores AS TEXT), "
               "v.reason, v.updated_at") if with_vote_details else ""
     low = "AND v.id > :lo" if votes_after_only else ""
     vote_sql = text(
-        f"SELECT v.item_id, v.outcome, v.winner, CAST(v.ranking AS TEXT), v.id{detail} FROM vote v "
+        f"SELECT v.item_id, v.outcome, v.winner, CAST(v.ranking AS TEXT), v.id, v.annotator_id{detail} FROM vote v "
         "JOIN item i ON i.id = v.item_id "
         f"WHERE i.campaign_id = :c AND v.id <= :m {low} {status_filter} ORDER BY v.item_id, v.id"
     )
@@ -160,8 +162,8 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
         vote_it = _stream(c_votes, vote_sql, params)
         resp = next(resp_it, None)
         vote = next(vote_it, None)
-        for item_id, ext, prompt, n, status, gold in _stream(c_items, item_sql, params):
-            rec = ItemRecord(item_id, ext, _loads(prompt), n, status, _loads(gold))
+        for item_id, ext, prompt, n, status, gold, resolution in _stream(c_items, item_sql, params):
+            rec = ItemRecord(item_id, ext, _loads(prompt), n, status, _loads(gold), resolution=_loads(resolution))
             while resp is not None and resp[0] < item_id:
                 resp = next(resp_it, None)
             while resp is not None and resp[0] == item_id:
@@ -176,30 +178,37 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
             yield rec
 
 
-def _vote_lite(row: tuple[Any, ...], n: int) -> aggregate.VoteLite:
+def _vote_lite(row: tuple[Any, ...], n: int, weights: dict[int, float] | None = None) -> aggregate.VoteLite:
     outcome, winner, ranking = row[1], row[2], row[3]
+    weight = weights.get(row[5], 1.0) if weights else 1.0
     if outcome in ("tie", "both_bad"):
-        return aggregate.VoteLite(outcome, None)
+        return aggregate.VoteLite(outcome, None, weight)
     if n == 2 and winner is not None:
-        return aggregate.VoteLite(outcome, (winner, 1 - winner))
-    return aggregate.VoteLite(outcome, tuple(_loads(ranking) or ()))
+        return aggregate.VoteLite(outcome, (winner, 1 - winner), weight)
+    return aggregate.VoteLite(outcome, tuple(_loads(ranking) or ()), weight)
 
 
-def consensus_of(rec: ItemRecord) -> aggregate.ItemConsensus:
-    return aggregate.item_consensus([_vote_lite(v, rec.n) for v in rec.votes], rec.n)
+def consensus_of(rec: ItemRecord, weights: dict[int, float] | None = None) -> aggregate.ItemConsensus:
+    if rec.resolution:
+        return aggregate.resolved_consensus(rec.resolution, len(rec.votes), rec.n)
+    return aggregate.item_consensus([_vote_lite(v, rec.n, weights) for v in rec.votes], rec.n)
 
 
-def consensus_pairs(rec: ItemRecord) -> list[Pair]:
+def consensus_pairs(rec: ItemRecord, weights: dict[int, float] | None = None) -> list[Pair]:
     """The item's consensus pairs (same rule as `aggregate.item_consensus`), with votes against each.
 
-    Two-response items (nearly all of them) take a counting fast path: this loop runs once per item
-    of a 300,000-item export.
+    An admin's resolution wins over the votes; `weights` (annotator id -> reliability) gives the
+    weighted consensus. Unweighted two-response items (nearly all of them) take a counting fast path:
+    this loop runs once per item of a 300,000-item export.
     """
     votes = rec.votes
     total = len(votes)
+    if rec.resolution:
+        cons = aggregate.resolved_consensus(rec.resolution, total, rec.n)
+        return [Pair(p.chosen, p.rejected, float(total), 0.0, float(total)) for p in cons.pairs]
     if not total:
         return []
-    if rec.n == 2:
+    if rec.n == 2 and not weights:
         w0 = w1 = 0
         for v in votes:
             outcome = v[1]
@@ -218,7 +227,7 @@ def consensus_pairs(rec: ItemRecord) -> list[Pair]:
         if w1 > w0 and w1 > total - w0 - w1:
             return [Pair(1, 0, float(w1), float(w0), float(total))]
         return []
-    lites = [_vote_lite(v, rec.n) for v in votes]
+    lites = [_vote_lite(v, rec.n, weights) for v in votes]
     cons = aggregate.item_consensus(lites, rec.n)
     if not cons.pairs:
         return []
@@ -251,10 +260,13 @@ def hh_transcript(prompt: Any, answer: str) -> str:
 # ------------------------------------------------------------------------------------------ row builders
 
 
-def _consensus_rows(rec: ItemRecord, fmt: str) -> Iterator[dict[str, Any]]:
-    pairs = consensus_pairs(rec)
+def _consensus_rows(rec: ItemRecord, fmt: str, weights: dict[int, float] | None = None,
+                    keep: Callable[[ItemRecord, Pair], bool] | None = None) -> Iterator[dict[str, Any]]:
+    pairs = consensus_pairs(rec, weights)
+    if keep is not None:
+        pairs = [p for p in pairs if keep(rec, p)]
     if fmt == "kto":
-        yield from _kto_rows(rec, pairs)
+        yield from _kto_rows(rec, pairs, weights)
         return
     if not pairs:
         return
@@ -289,7 +301,7 @@ def _consensus_rows(rec: ItemRecord, fmt: str) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def _kto_rows(rec: ItemRecord, pairs: list[Pair]) -> Iterator[dict[str, Any]]:
+def _kto_rows(rec: ItemRecord, pairs: list[Pair], weights: dict[int, float] | None = None) -> Iterator[dict[str, Any]]:
     """Unpaired labels: responses that only win are desirable, ones that only lose (or all, when the
     consensus is "both bad") undesirable; a response that both wins and loses says nothing alone."""
     if pairs:
@@ -298,7 +310,7 @@ def _kto_rows(rec: ItemRecord, pairs: list[Pair]) -> Iterator[dict[str, Any]]:
         labels = {p: True for p in winners - losers} | {p: False for p in losers - winners}
         agreement = min(p.agreement for p in pairs)
     else:
-        cons = consensus_of(rec)
+        cons = consensus_of(rec, weights)
         if cons.outcome != "both_bad":
             return
         labels = dict.fromkeys(range(rec.n), False)
@@ -494,6 +506,7 @@ def export_campaign(
     incremental: bool = False,
     progress: Callable[[int], None] | None = None,
     trigger: dict[str, Any] | None = None,
+    balance_length: bool = False,
     _before_rename: Callable[[Path], None] | None = None,
 ) -> ExportResult:
     """Write a new version folder `out/vNNNN` for `campaign` in format `fmt`.
@@ -513,6 +526,7 @@ def export_campaign(
         max_vote = q.max_vote_id(s, camp.id)
         max_corr = _max_correction_id(s, camp.id)
         camp_id, guideline_version, overlap = camp.id, camp.guideline_version, camp.overlap
+        consensus_method = (camp.settings or {}).get("consensus", "majority")
         prev = q.latest_export(s, camp_id, fmt)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -526,6 +540,10 @@ def export_campaign(
         lo = int(prev.manifest.get("source_range", {}).get("max_id", prev.max_vote_id) or 0)
         if lo >= hi:
             return ExportResult(Path(prev.path), prev.version, 0, 0, 0, dict(prev.manifest), created=False)
+    weights = _reliability_weights(db, campaign) if consensus_method == "weighted" else None
+    keep = (_length_balancer(db, camp_id, hi, lo, fmt, weights, campaign)
+            if balance_length and fmt in PAIR_FORMATS else None)
+    alpha = aggregate.AlphaAccumulator()
     tmp = out / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(mode=0o755)
     writers: dict[str, _SplitWriter] = {}
@@ -548,9 +566,10 @@ def export_campaign(
                                   after_vote_id=lo, votes_after_only=is_votes):
                 item_count += 1
                 votes += len(rec.votes)
+                alpha.add(_categories(rec))
                 writer = writers[split_of(campaign, rec.external_id, test_fraction)]
                 wrote = False
-                for row in (_vote_rows(rec) if is_votes else _consensus_rows(rec, fmt)):
+                for row in (_vote_rows(rec) if is_votes else _consensus_rows(rec, fmt, weights, keep)):
                     writer.write(row)
                     wrote = True
                 items += wrote
@@ -582,6 +601,10 @@ def export_campaign(
                 "source_range": {"table": "correction" if corrections else "vote", "after_id": lo, "max_id": hi},
                 "vote_range": {"after_vote_id": 0 if corrections else lo, "max_vote_id": max_vote},
                 "guideline_version": guideline_version,
+                "agreement": {"krippendorff_alpha": None if corrections else _round(alpha.value())},
+                "consensus": {"method": "admin resolution, else " + consensus_method,
+                              "weights": None if weights is None else {str(k): v for k, v in sorted(weights.items())},
+                              "length_balanced": keep is not None},
                 "split": {"method": "sha1(campaign:item_id)", "test_fraction": test_fraction},
                 "columns": list(schema.names),
                 "files": files,
@@ -609,6 +632,58 @@ def export_campaign(
         s.add(ExportRecord(campaign_id=camp_id, format=fmt, version=version, path=str(final),
                            rows=train_rows + test_rows, max_vote_id=max_vote, manifest=manifest))
     return ExportResult(final, version, train_rows + test_rows, train_rows, test_rows, manifest)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _categories(rec: ItemRecord) -> list[str]:
+    """Each vote of an item as a category label (for Krippendorff's alpha)."""
+    out = []
+    for v in rec.votes:
+        if v[1] in ("tie", "both_bad"):
+            out.append(v[1])
+        elif rec.n == 2 and v[2] is not None:
+            out.append(str(v[2]))
+        else:
+            out.append(str(_loads(v[3])))
+    return out
+
+
+def _reliability_weights(db: Database, campaign: str) -> dict[int, float]:
+    """Annotator reliability (gold accuracy x agreement with the crowd) for the weighted consensus."""
+    from bot.core.quality import quality_report
+
+    return quality_report(db, campaign).weights()
+
+
+def _length_balancer(db: Database, campaign_id: int, hi: int, lo: int, fmt: str,
+                     weights: dict[int, float] | None, campaign: str) -> Callable[[ItemRecord, Pair], bool]:
+    """A pair filter that leaves as many "chosen is longer" as "chosen is shorter" pairs.
+
+    A first pass counts both kinds; the larger kind is then subsampled by a hash of the item and pair,
+    so the choice is deterministic and unrelated to content. A reward model trained on the result
+    cannot learn that longer wins.
+    """
+    longer = shorter = 0
+    for rec in iter_items(db, campaign_id, max_vote_id=hi, after_vote_id=lo):
+        for p in consensus_pairs(rec, weights):
+            a, b = len(rec.texts[p.chosen]), len(rec.texts[p.rejected])
+            longer += a > b
+            shorter += a < b
+    keep_longer = min(1.0, shorter / longer) if longer else 1.0
+    keep_shorter = min(1.0, longer / shorter) if shorter else 1.0
+
+    def keep(rec: ItemRecord, p: Pair) -> bool:
+        a, b = len(rec.texts[p.chosen]), len(rec.texts[p.rejected])
+        if a == b:
+            return True
+        rate = keep_longer if a > b else keep_shorter
+        digest = hashlib.sha1(f"{campaign}:{rec.external_id}:{p.chosen}:{p.rejected}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") < rate * 2**32
+
+    return keep
 
 
 def _filters(fmt: str, overlap: int) -> dict[str, Any]:
