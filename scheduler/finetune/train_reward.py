@@ -77,7 +77,7 @@ def score_pairs(model: Any, tokenizer: Any, pairs: list[Pair], *, batch_size: in
             batch = pairs[start:start + batch_size]
             prompts = [p.prompt for p in batch] * 2
             answers = [p.chosen for p in batch] + [p.rejected for p in batch]
-            enc = _encode(tokenizer, prompts, answers, max_length)
+            enc = _encode(tokenizer, prompts, answers, max_length).to(model.device)
             rewards = model(**enc).logits.squeeze(-1).float().tolist()
             n = len(batch)
             out.extend(zip(rewards[:n], rewards[n:], strict=True))
@@ -101,6 +101,10 @@ def train(pairs: list[Pair], test: list[Pair], *, base: str, variant: str = "ful
 
     if variant not in VARIANTS:
         raise DataError(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    rank, world = accelerator.process_index, accelerator.num_processes
     tokenizer, model = load_model(base, variant, lora_r=lora_r)
     trainable, total = count_params(model)
     lr = lr or DEFAULT_LR[variant]
@@ -108,11 +112,13 @@ def train(pairs: list[Pair], test: list[Pair], *, base: str, variant: str = "ful
     steps = max_steps if max_steps > 0 else max(1, math.ceil(steps_per_epoch * epochs))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model, opt = accelerator.prepare(model, opt)
     warmup = max(1, steps // 10)
     sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then linear decay
         opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
-    log(f"reward/{variant}: {len(pairs)} train pairs, {len(test)} test pairs, {steps} steps, "
-        f"{trainable:,} of {total:,} parameters trainable, lr {lr:g}, base {base}")
+    say = log if accelerator.is_main_process else (lambda _msg: None)
+    say(f"reward/{variant}: {len(pairs)} train pairs, {len(test)} test pairs, {steps} steps on {world} "
+        f"process(es) ({accelerator.device}), {trainable:,} of {total:,} parameters trainable, lr {lr:g}, base {base}")
     rng = random.Random(seed)
     order: list[int] = []
     losses: list[float] = []
@@ -123,28 +129,31 @@ def train(pairs: list[Pair], test: list[Pair], *, base: str, variant: str = "ful
         if not order:
             order = list(range(len(pairs)))
             rng.shuffle(order)
+        # Every process draws the same global batch (same seed) and trains on its own slice of it.
         idx, order = order[:batch_size], order[batch_size:]
-        batch = [pairs[i] for i in idx]
+        batch = [pairs[i] for i in idx[rank::world]] or [pairs[idx[0]]]
         enc = _encode(tokenizer, [p.prompt for p in batch] * 2, [p.chosen for p in batch] + [p.rejected for p in batch],
-                      max_length)
+                      max_length).to(accelerator.device)
         rewards = model(**enc).logits.squeeze(-1).float()
         n = len(batch)
-        margin = torch.tensor([p.margin for p in batch], dtype=rewards.dtype)
+        margin = torch.tensor([p.margin for p in batch], dtype=rewards.dtype, device=rewards.device)
         loss = -torch.nn.functional.logsigmoid(rewards[:n] - rewards[n:] - margin).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        seen += n
+        seen += len(idx)
         if (step + 1) % 10 == 0 or step + 1 == steps:
             elapsed = time.perf_counter() - t0
-            log(f"step {step + 1}/{steps} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
+            say(f"step {step + 1}/{steps} loss {sum(losses[-10:]) / len(losses[-10:]):.4f} "
                 f"({seen / elapsed:.1f} pairs/s)")
     train_seconds = time.perf_counter() - t0
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
     t1 = time.perf_counter()
-    scores = score_pairs(model, tokenizer, test, max_length=max_length)
+    scores = score_pairs(model, tokenizer, test, max_length=max_length) if accelerator.is_main_process else []
     accuracy = pairwise_accuracy(scores)
     eval_seconds = time.perf_counter() - t1
     tail = losses[-max(1, steps_per_epoch):]
@@ -157,10 +166,11 @@ def train(pairs: list[Pair], test: list[Pair], *, base: str, variant: str = "ful
         "eval_mean_margin": (sum(c - r for c, r in scores) / len(scores)) if scores else None,
         "train_seconds": round(train_seconds, 3), "eval_seconds": round(eval_seconds, 3),
         "pairs_per_second": round(seen / train_seconds, 3) if train_seconds else None,
-        "trainable_params": trainable, "total_params": total,
+        "trainable_params": trainable, "total_params": total, "processes": world,
+        "main_process": accelerator.is_main_process,
     }
     acc = "n/a (empty test split)" if accuracy is None else f"{accuracy:.3f}"
-    log(f"done: train loss {metrics['train_loss']:.4f}, held-out pairwise accuracy {acc}")
+    say(f"done: train loss {metrics['train_loss']:.4f}, held-out pairwise accuracy {acc}")
     return model, tokenizer, metrics
 
 
@@ -181,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
                                       max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                                       max_length=args.max_length, seed=args.seed, lora_r=args.lora_r)
     out: Path = args.out
+    if not metrics.pop("main_process"):
+        return 0  # under accelerate/torchrun only the main process saves
     if args.variant == "lora":
         merge_lora_and_save(model, tokenizer, out)
     else:
