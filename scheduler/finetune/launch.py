@@ -239,11 +239,17 @@ def list_jobs(db: Database, campaign: str | None = None, limit: int = 20) -> lis
 
 
 def wait_for_job(db: Database, job_id: int, *, timeout: float = 3600.0, poll: float = 0.5) -> FinetuneJob:
-    """Block until the job has finished (or `timeout` seconds pass); returns the job row."""
+    """Block until the job has finished and its runner has posted the result; returns the job row."""
     deadline = time.monotonic() + timeout
     while True:
         job = get_job(db, job_id)
         if job.status not in ACTIVE:
+            # The runner posts the result after recording the final state: let it finish (briefly) too.
+            if job.pid and job.params.get("host") == socket.gethostname():
+                grace = time.monotonic() + min(30.0, max(0.0, deadline - time.monotonic()))
+                while _alive(job.pid) and time.monotonic() < grace:
+                    time.sleep(0.05)
+                job = get_job(db, job_id)
             return job
         if time.monotonic() >= deadline:
             raise TimeoutError(f"fine-tune job {job_id} still {job.status} after {timeout:.0f} s")

@@ -76,7 +76,7 @@ def _notifier(platform: str) -> Any:
 
 
 def post_result(db: Database, settings: Settings, job_id: int) -> dict[str, str]:
-    """Store the summary and deliver it where a notifier exists; returns {platform: outcome}."""
+    """Store the summary and deliver it where a notifier exists; returns {platform: outcome} for those."""
     with db.read() as s:
         job = s.get(FinetuneJob, job_id)
         camp = s.get(Campaign, job.campaign_id) if job else None
@@ -89,8 +89,7 @@ def post_result(db: Database, settings: Settings, job_id: int) -> dict[str, str]
             continue
         fn = _notifier(platform)
         if fn is None:
-            outcomes[platform] = "pending"
-            continue
+            continue  # stays "pending" for the adapter to pick up
         try:
             fn(settings, camp.name, channel, text)
             outcomes[platform] = "sent"
@@ -100,9 +99,10 @@ def post_result(db: Database, settings: Settings, job_id: int) -> dict[str, str]
         row = s.get(FinetuneJob, job_id)
         if row is None:
             return outcomes
-        row.result_message = text
-        row.notifications = outcomes
-        if outcomes and all(v == "sent" for v in outcomes.values()):
+        row.result_message = row.result_message or text
+        pending = {p: "pending" for p, ch in (("slack", camp.slack_channel), ("discord", camp.discord_channel)) if ch}
+        row.notifications = {**pending, **row.notifications, **outcomes}
+        if row.notifications and all(v == "sent" for v in row.notifications.values()):
             row.notified_at = utcnow()
         q.add_audit(s, "finetune-runner", "finetune.result", campaign_id=camp.id, job_id=job_id, text=text,
                     notifications=outcomes)

@@ -24,9 +24,10 @@ from sqlalchemy import update
 
 from bot.config import Settings
 from scheduler.finetune.common import METRICS_FILE
+from scheduler.finetune.notify import post_result, summary
 from storage import queries as q
 from storage.db import Database
-from storage.models import FinetuneJob, utcnow
+from storage.models import Campaign, FinetuneJob, utcnow
 
 TAIL_CHARS = 4000
 
@@ -113,8 +114,6 @@ def run_job(db: Database, job_id: int, settings: Settings | None = None) -> str:
     finally:
         signal.signal(signal.SIGTERM, previous)
     _finish(db, job_id, status, exit_code, error, metrics or {}, artifact, log_path, started, tmp)
-    from scheduler.finetune.notify import post_result
-
     try:
         post_result(db, settings or _settings(), job_id)
     except Exception as exc:  # a failed notification never turns a trained model into a failed job
@@ -139,6 +138,11 @@ def _finish(db: Database, job_id: int, status: str, exit_code: int | None, error
         job.finished_at = utcnow()
         if status != "succeeded":
             job.dedupe_key = None  # a failed export/method pair may be retried
+        camp = s.get(Campaign, job.campaign_id)
+        if camp is not None:  # the summary lands with the final state; delivery follows in post_result
+            job.result_message = summary(job, camp.name)
+            job.notifications = {p: "pending" for p, ch in (("slack", camp.slack_channel),
+                                                            ("discord", camp.discord_channel)) if ch}
         q.add_audit(s, "finetune-runner", f"finetune.{status}", campaign_id=job.campaign_id, job_id=job_id,
                     exit_code=exit_code, artifact=artifact, error=error)
 

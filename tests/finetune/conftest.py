@@ -65,3 +65,20 @@ def vote_all(service, db, campaign: str, *, prefer: int = 0, voters: int = 3) ->
     with db.read() as s:
         assert s.exec(select(Post)).first() is not None
     return n
+
+
+@pytest.fixture
+def sdb(sqlite_url: str):  # type: ignore[no-untyped-def]
+    """A migrated SQLite database with campaign `demo` (channels on Slack and Discord) and 6 items."""
+    from bot.core.importer import validate_row
+    from bot.core.service import CampaignSpec, LabelingService
+    from storage.db import Database
+    from tests.conftest import ADMINS, CLI, make_items
+
+    db = Database(sqlite_url)
+    svc = LabelingService(db, ADMINS, seed=0)
+    svc.create_campaign(CampaignSpec("demo", overlap=3, slack_channel="C123", discord_channel="200000000000000001",
+                                     gold_rate=0.0), CLI)
+    svc.import_items("demo", [validate_row(r, i)[0] for i, r in enumerate(make_items(6), start=1)], CLI)
+    yield db
+    db.dispose()
