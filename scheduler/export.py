@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import JSON, text
 
 from bot.core import aggregate
 from bot.core.errors import InvalidInput, NotFound
@@ -61,8 +61,7 @@ def split_of(campaign: str, external_id: str, test_fraction: float) -> str:
     return "test" if int.from_bytes(digest[:4], "big") < test_fraction * 2**32 else "train"
 
 
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+_JSON = JSON(none_as_null=True)
 
 
 def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_details: bool = False,
@@ -72,17 +71,19 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
     item_sql = text(
         "SELECT i.id, i.external_id, i.prompt, i.n_responses, i.status, i.gold FROM item i "
         f"WHERE i.campaign_id = :c {status_filter} ORDER BY i.id"
-    )
+    ).columns(prompt=_JSON, gold=_JSON)
     resp_sql = text(
         "SELECT r.item_id, r.model, r.text FROM response r JOIN item i ON i.id = r.item_id "
         f"WHERE i.campaign_id = :c {status_filter} ORDER BY r.item_id, r.position"
     )
     detail = (", v.annotator_id, v.shown_choice, v.guideline_version, v.created_at, v.scores, v.reason, "
               "v.updated_at") if with_vote_details else ""
+    # rankings are only needed (and decoded) where the winner alone does not say it all
+    ranking = "v.ranking" if with_vote_details else "CASE WHEN i.n_responses > 2 THEN v.ranking END AS ranking"
     vote_sql = text(
-        f"SELECT v.item_id, v.outcome, v.winner, v.ranking, v.id{detail} FROM vote v JOIN item i ON i.id = v.item_id "
+        f"SELECT v.item_id, v.outcome, v.winner, {ranking}, v.id{detail} FROM vote v JOIN item i ON i.id = v.item_id "
         f"WHERE i.campaign_id = :c AND v.id <= :m {status_filter} ORDER BY v.item_id, v.id"
-    )
+    ).columns(ranking=_JSON, **({"scores": _JSON} if with_vote_details else {}))
     params = {"c": campaign_id, "m": max_vote_id}
     with db.engine.connect() as c_items, db.engine.connect() as c_resp, db.engine.connect() as c_votes:
         def rows(conn: Any, sql: Any) -> Iterator[Any]:
@@ -95,7 +96,7 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
         resp = next(resp_it, None)
         vote = next(vote_it, None)
         for item_id, ext, prompt, n, status, gold in rows(c_items, item_sql):
-            rec = ItemRecord(item_id, ext, _loads(prompt), n, status, _loads(gold))
+            rec = ItemRecord(item_id, ext, prompt, n, status, gold)
             while resp is not None and resp[0] < item_id:
                 resp = next(resp_it, None)
             while resp is not None and resp[0] == item_id:
@@ -116,7 +117,7 @@ def _vote_lite(row: tuple[Any, ...], n: int) -> aggregate.VoteLite:
         return aggregate.VoteLite(outcome, None)
     if n == 2 and winner is not None:
         return aggregate.VoteLite(outcome, (winner, 1 - winner))
-    return aggregate.VoteLite(outcome, tuple(_loads(ranking) or ()))
+    return aggregate.VoteLite(outcome, tuple(ranking or ()))
 
 
 def consensus_of(rec: ItemRecord) -> aggregate.ItemConsensus:
@@ -165,7 +166,7 @@ def _vote_rows(rec: ItemRecord) -> Iterator[dict[str, Any]]:
             "shown_choice": v[6],
             "guideline_version": int(v[7]),
             "created_at": str(v[8]),
-            "scores": json.dumps(_loads(v[9])) if v[9] is not None else None,
+            "scores": json.dumps(v[9]) if v[9] is not None else None,
             "reason": v[10],
         }
 
@@ -278,7 +279,7 @@ def export_campaign(
                 writers[split].write(row)
                 wrote = True
             items += wrote
-            if progress and item_count % 1000 == 0:
+            if progress is not None:
                 progress(item_count)
         for w in writers.values():
             w.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -37,11 +37,12 @@ def _insert(session: Session, table: Any):  # type: ignore[no-untyped-def]
 
 def insert_ignore(session: Session, table: Any, values: dict[str, Any], conflict: Sequence[str]) -> bool:
     """Insert a row unless one with the same `conflict` key exists; True when inserted."""
+    tbl = table.__table__
     stmt = (
-        _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
-        .returning(getattr(table, conflict[0]))
+        _insert(session, tbl).values(**values).on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(tbl.c[conflict[0]])
     )
-    return session.execute(stmt).first() is not None
+    return session.connection().execute(stmt).first() is not None
 
 
 # --- campaigns ----------------------------------------------------------------------------------
@@ -163,25 +164,18 @@ def bump_vote_count(session: Session, item_id: int, delta: int) -> None:
 
 def annotator_id(session: Session, platform: str, workspace: str, user_id: str, name: str | None) -> int:
     """The canonical annotator id for a platform user (created on first sight, links followed)."""
-    row = session.exec(
-        select(Annotator.id, Annotator.linked_to_id).where(
-            Annotator.platform == platform, Annotator.workspace == workspace, Annotator.user_id == user_id
-        )
-    ).first()
-    if row is None:
-        insert_ignore(
-            session,
-            Annotator,
-            {"platform": platform, "workspace": workspace, "user_id": user_id, "display_name": name,
-             "created_at": utcnow()},
-            ("platform", "workspace", "user_id"),
-        )
-        row = session.exec(
-            select(Annotator.id, Annotator.linked_to_id).where(
-                Annotator.platform == platform, Annotator.workspace == workspace, Annotator.user_id == user_id
-            )
-        ).one()
-    return int(row[1] or row[0])
+    found = find_annotator(session, platform, workspace, user_id)
+    if found is not None:
+        return found
+    insert_ignore(
+        session, Annotator,
+        {"platform": platform, "workspace": workspace, "user_id": user_id, "display_name": name,
+         "created_at": utcnow()},
+        ("platform", "workspace", "user_id"),
+    )
+    found = find_annotator(session, platform, workspace, user_id)
+    assert found is not None
+    return found
 
 
 def has_role(session: Session, platform: str, user_id: str, role: str = "admin") -> bool:
@@ -196,11 +190,79 @@ def has_role(session: Session, platform: str, user_id: str, role: str = "admin")
 # --- votes --------------------------------------------------------------------------------------
 
 
+_CLAIM: dict[str, Any] = {}
+
+
 def claim_delivery(session: Session, delivery_id: str, kind: str) -> bool:
     """Record a platform delivery id; False when it was already applied (a replay)."""
-    return insert_ignore(
-        session, Delivery, {"delivery_id": delivery_id, "kind": kind, "result": {}, "created_at": utcnow()},
-        ("delivery_id",),
+    dialect = session.get_bind().dialect.name
+    stmt = _CLAIM.get(dialect)
+    if stmt is None:
+        tbl = Delivery.__table__
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(tbl)
+        stmt = _CLAIM[dialect] = ins.on_conflict_do_nothing(index_elements=["delivery_id"]).returning(
+            tbl.c.delivery_id)
+    params = {"delivery_id": delivery_id, "kind": kind, "result": {}, "created_at": utcnow()}
+    return session.connection().execute(stmt, params).first() is not None
+
+
+# Statements on the vote path are built once with bind parameters: rebuilding them per call costs more
+# than executing them.
+_P, _I, _C, _A, _V = Post.__table__, Item.__table__, Campaign.__table__, Annotator.__table__, Vote.__table__
+_VOTE_CONTEXT = (
+    select(
+        _P.c.id.label("post_id"), _P.c.permutation, _I.c.id.label("item_id"), _I.c.external_id, _I.c.prompt,
+        _I.c.gold, _I.c.n_responses, _I.c.vote_count, _I.c.extra_votes, _I.c.status, _I.c.campaign_id,
+        _C.c.name, _C.c.status.label("campaign_status"), _C.c.overlap, _C.c.reveal, _C.c.criteria,
+        _C.c.guideline_version, _C.c.guidelines, _C.c.agreement_threshold, _C.c.max_extra_votes,
+    )
+    .select_from(_P.join(_I, _I.c.id == _P.c.item_id).join(_C, _C.c.id == _I.c.campaign_id))
+    .where(_P.c.id == bindparam("post_id"))
+)
+_VOTE_CONTEXT_LOCKED = _VOTE_CONTEXT.with_for_update(of=_I)
+_FIND_ANNOTATOR = select(_A.c.id, _A.c.linked_to_id).where(
+    _A.c.platform == bindparam("platform"), _A.c.workspace == bindparam("workspace"),
+    _A.c.user_id == bindparam("user_id"),
+)
+_VOTE_ROW = select(_V.c.id, _V.c.outcome, _V.c.ranking, _V.c.scores).where(
+    _V.c.annotator_id == bindparam("annotator"), _V.c.item_id == bindparam("item")
+)
+_SET_ITEM_COUNTERS = (
+    update(_I).where(_I.c.id == bindparam("b_item"))
+    .values(vote_count=bindparam("b_votes"), extra_votes=bindparam("b_extra"), status=bindparam("b_status"))
+)
+
+
+def vote_context(session: Session, post_id: int, *, lock: bool = True) -> Any:
+    """Post, item and campaign fields a vote needs, in one query (item row locked on PostgreSQL)."""
+    stmt = _VOTE_CONTEXT_LOCKED if lock else _VOTE_CONTEXT
+    return session.connection().execute(stmt, {"post_id": post_id}).first()
+
+
+def find_annotator(session: Session, platform: str, workspace: str, user_id: str) -> int | None:
+    row = session.connection().execute(
+        _FIND_ANNOTATOR, {"platform": platform, "workspace": workspace, "user_id": user_id}
+    ).first()
+    return None if row is None else int(row[1] or row[0])
+
+
+def vote_row(session: Session, annotator: int, item_id: int) -> Any:
+    return session.connection().execute(_VOTE_ROW, {"annotator": annotator, "item": item_id}).first()
+
+
+def update_vote(session: Session, vote_id: int, **values: Any) -> None:
+    session.connection().execute(update(_V).where(_V.c.id == vote_id).values(updated_at=utcnow(), **values))
+
+
+def insert_vote(session: Session, **values: Any) -> None:
+    """Insert a vote row."""
+    now = utcnow()
+    session.connection().execute(_V.insert(), {"created_at": now, "updated_at": now, **values})
+
+
+def set_item_counters(session: Session, item_id: int, *, vote_count: int, extra_votes: int, status: str) -> None:
+    session.connection().execute(
+        _SET_ITEM_COUNTERS, {"b_item": item_id, "b_votes": vote_count, "b_extra": extra_votes, "b_status": status}
     )
 
 
@@ -216,7 +278,11 @@ def add_audit(
     session: Session, actor: str, action: str, *, campaign_id: int | None = None, item_id: int | None = None,
     **details: Any,
 ) -> None:
-    session.add(AuditLog(actor=actor, action=action, campaign_id=campaign_id, item_id=item_id, details=details))
+    session.connection().execute(
+        AuditLog.__table__.insert(),
+        {"at": utcnow(), "actor": actor, "action": action, "campaign_id": campaign_id, "item_id": item_id,
+         "details": details},
+    )
 
 
 def audit_entries(session: Session, campaign_id: int | None = None, limit: int = 100) -> list[AuditLog]:

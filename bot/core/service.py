@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -87,6 +88,7 @@ class LabelingService:
         self.db = db
         self.env_admins = {(p.lower(), u) for p, u in admins}
         self._rng = random.Random(seed)
+        self._responses: dict[int, list[Response]] = {}  # responses never change after import
 
     # ------------------------------------------------------------------ admin and campaigns
 
@@ -307,7 +309,7 @@ class LabelingService:
     def _post_view(self, s: Any, post: Post, *, camp: Campaign | None = None, item: Item | None = None) -> PostView:
         item = item or s.get(Item, post.item_id)
         camp = camp or s.get(Campaign, item.campaign_id)
-        responses = q.item_responses(s, item.id)
+        responses = self._item_responses(s, item.id)
         quorum = camp.overlap + item.extra_votes
         revealed = camp.reveal == "always" or (
             camp.reveal == "quorum" and item.status in ("complete", "resolved")
@@ -336,6 +338,17 @@ class LabelingService:
             responses=shown, criteria=list(camp.criteria), vote_count=item.vote_count, quorum=quorum,
             revealed=revealed, result=result, guideline_version=camp.guideline_version,
         )
+
+    def _item_responses(self, s: Any, item_id: int) -> list[Response]:
+        cached = self._responses.get(item_id)
+        if cached is None:
+            cached = q.item_responses(s, item_id)
+            for r in cached:
+                s.expunge(r)
+            if len(self._responses) >= 20_000:
+                self._responses.pop(next(iter(self._responses)))
+            self._responses[item_id] = cached
+        return cached
 
     @staticmethod
     def _shown_choice(vote: Vote, permutation: list[int]) -> str:
@@ -398,99 +411,96 @@ class LabelingService:
 
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
+        """The vote path: one context query, Core writes, one commit (it is the hottest code we have)."""
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")
         with self.db.write() as s:
             if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
                 s.rollback()
                 return self._replayed(s, actor, post_id)
-            post = s.get(Post, post_id)
-            if post is None:
+            ctx = q.vote_context(s, post_id)
+            if ctx is None:
                 raise NotFound("That item is no longer available.")
-            item = q.lock_item(s, post.item_id)
-            camp = s.get(Campaign, item.campaign_id)
-            if camp.status != "active":
-                raise CampaignPaused(f"Campaign {camp.name!r} is paused; votes are not being collected.")
-            perm = post.permutation
-            n = len(perm)
-            kind, value = what
-            if kind == "choice":
-                if value in ("tie", "both_bad"):
-                    outcome, ranking, winner = value, None, None
-                else:
-                    idx = LETTERS.index(value)
-                    if idx >= n:
-                        raise InvalidInput(f"This item has no response {value}.")
-                    outcome = "win"
-                    ranking = [perm[idx]] + ([perm[1 - idx]] if n == 2 else [])
-                    winner = perm[idx]
-                shown = value
-            else:
-                if sorted(value) != [letter(i) for i in range(n)]:
-                    raise InvalidInput(f"Rank all {n} responses ({', '.join(letter(i) for i in range(n))}).")
-                ranking = [perm[LETTERS.index(x)] for x in value]
-                outcome, winner = ("win", ranking[0]) if n == 2 else ("rank", ranking[0])
-                shown = ">".join(value) if n > 2 else value[0]
-            clean_scores = self._validate_scores(camp, scores) if scores else None
+            if ctx.campaign_status != "active":
+                raise CampaignPaused(f"Campaign {ctx.name!r} is paused; votes are not being collected.")
+            perm = list(ctx.permutation)
+            outcome, ranking, winner, shown = self._canonical(what, perm)
+            clean_scores = self._validate_scores(ctx, scores) if scores else None
             ann = self._annotator(s, actor)
-            existing = q.vote_of(s, ann, item.id)
-            quorum = camp.overlap + item.extra_votes
+            existing = q.vote_row(s, ann, ctx.item_id)
+            quorum = ctx.overlap + ctx.extra_votes
             previous_shown = self._shown_choice(existing, perm) if existing else None
-            if existing is None and item.status != "open":
+            if existing is None and ctx.status != "open":
                 raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
-            gold = None
-            if item.gold:
-                gold = self._gold_feedback(camp, item, perm, outcome, ranking)
-            changed = False
-            reached = False
-            extra = False
+            gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
+            changed = reached = extra = False
+            vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
             if existing is None:
-                vote = Vote(item_id=item.id, annotator_id=ann, post_id=post.id, outcome=outcome, ranking=ranking,
-                            winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
-                            guideline_version=camp.guideline_version, delivery_id=delivery_id,
-                            is_gold_check=gold is not None, gold_correct=gold.correct if gold else None)
-                s.add(vote)
-                item.vote_count += 1
-                q.add_audit(s, actor.key, "vote.cast", campaign_id=camp.id, item_id=item.id, choice=outcome,
-                            ranking=ranking, shown=shown, post_id=post.id)
-                s.flush()
-                if item.vote_count >= quorum:
-                    votes = [_lite(v) for v in q.item_votes(s, item.id)]
-                    cons = aggregate.item_consensus(votes, n)
-                    if cons.agreement < camp.agreement_threshold and item.extra_votes < camp.max_extra_votes:
-                        item.extra_votes += 1
+                q.insert_vote(s, item_id=ctx.item_id, annotator_id=ann, post_id=post_id, outcome=outcome,
+                              ranking=ranking, winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
+                              guideline_version=ctx.guideline_version, delivery_id=delivery_id,
+                              is_gold_check=gold is not None, gold_correct=gold.correct if gold else None)
+                vote_count += 1
+                if vote_count >= quorum:
+                    votes = [_lite(v) for v in q.item_votes(s, ctx.item_id)]
+                    cons = aggregate.item_consensus(votes, len(perm))
+                    if cons.agreement < ctx.agreement_threshold and extra_votes < ctx.max_extra_votes:
+                        extra_votes += 1
                         extra = True
-                        q.add_audit(s, "system", "item.extra_vote", campaign_id=camp.id, item_id=item.id,
-                                    agreement=round(cons.agreement, 3), extra_votes=item.extra_votes)
+                        q.add_audit(s, "system", "item.extra_vote", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
+                                    agreement=round(cons.agreement, 3), extra_votes=extra_votes)
                     else:
-                        item.status = "complete"
+                        status = "complete"
                         reached = True
-                s.add(item)
+                q.set_item_counters(s, ctx.item_id, vote_count=vote_count, extra_votes=extra_votes, status=status)
             else:
-                same = existing.outcome == outcome and (existing.ranking or None) == (ranking or None)
-                if not same:
+                values: dict[str, Any] = {}
+                if existing.outcome != outcome or (existing.ranking or None) != (ranking or None):
                     changed = True
-                    q.add_audit(s, actor.key, "vote.change", campaign_id=camp.id, item_id=item.id,
+                    q.add_audit(s, actor.key, "vote.change", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
                                 before={"outcome": existing.outcome, "ranking": existing.ranking},
-                                after={"outcome": outcome, "ranking": ranking}, post_id=post.id)
-                    existing.outcome, existing.ranking, existing.winner = outcome, ranking, winner
-                    existing.shown_choice = shown
-                    existing.post_id = post.id
-                    existing.guideline_version = camp.guideline_version
+                                after={"outcome": outcome, "ranking": ranking}, post_id=post_id)
+                    values.update(outcome=outcome, ranking=ranking, winner=winner, shown_choice=shown,
+                                  post_id=post_id, guideline_version=ctx.guideline_version)
                     if gold is not None:
-                        existing.gold_correct = gold.correct
+                        values["gold_correct"] = gold.correct
                 if reason is not None:
-                    existing.reason = reason
+                    values["reason"] = reason
                 if clean_scores:
-                    existing.scores = {**(existing.scores or {}), **clean_scores}
+                    values["scores"] = {**(existing.scores or {}), **clean_scores}
                 if delivery_id:
-                    existing.delivery_id = delivery_id
-                existing.updated_at = utcnow()
-                s.add(existing)
-            s.flush()
-            view = self._post_view(s, post, camp=camp, item=item)
+                    values["delivery_id"] = delivery_id
+                q.update_vote(s, existing.id, **values)
+            view = self._view_from(s, ctx, vote_count=vote_count, extra_votes=extra_votes, status=status)
         return VoteRecorded(post=view, choice=shown, changed=changed, previous=previous_shown, replay=False,
                             reached_quorum=reached, extra_vote_requested=extra, gold=gold)
+
+    @staticmethod
+    def _canonical(what: tuple[str, Any], perm: list[int]) -> tuple[str, list[int] | None, int | None, str]:
+        """(outcome, ranking in positions, winner position, shown label) for a click or a ranking."""
+        n = len(perm)
+        kind, value = what
+        if kind == "choice":
+            if value in ("tie", "both_bad"):
+                return value, None, None, value
+            idx = LETTERS.index(value)
+            if idx >= n:
+                raise InvalidInput(f"This item has no response {value}.")
+            return "win", [perm[idx]] + ([perm[1 - idx]] if n == 2 else []), perm[idx], value
+        if sorted(value) != [letter(i) for i in range(n)]:
+            raise InvalidInput(f"Rank all {n} responses ({', '.join(letter(i) for i in range(n))}).")
+        ranking = [perm[LETTERS.index(x)] for x in value]
+        if n == 2:
+            return "win", ranking, ranking[0], value[0]
+        return "rank", ranking, ranking[0], ">".join(value)
+
+    def _view_from(self, s: Any, ctx: Any, **state: Any) -> PostView:
+        post = SimpleNamespace(id=ctx.post_id, permutation=list(ctx.permutation))
+        item = SimpleNamespace(id=ctx.item_id, external_id=ctx.external_id, prompt=ctx.prompt,
+                               n_responses=ctx.n_responses, campaign_id=ctx.campaign_id, **state)
+        camp = SimpleNamespace(name=ctx.name, overlap=ctx.overlap, reveal=ctx.reveal, criteria=ctx.criteria,
+                               guideline_version=ctx.guideline_version)
+        return self._post_view(s, post, camp=camp, item=item)
 
     def _replayed(self, s: Any, actor: Actor, post_id: int) -> VoteRecorded:
         post = s.get(Post, post_id)
@@ -503,9 +513,9 @@ class LabelingService:
         return VoteRecorded(post=view, choice=shown, changed=False, previous=shown, replay=True,
                             reached_quorum=False)
 
-    def _gold_feedback(self, camp: Campaign, item: Item, perm: list[int], outcome: str,
-                       ranking: list[int] | None) -> GoldFeedback:
-        gold = item.gold or {}
+    @staticmethod
+    def _gold_feedback(ctx: Any, perm: list[int], outcome: str, ranking: list[int] | None) -> GoldFeedback:
+        gold = ctx.gold or {}
         inv = {pos: letter(i) for i, pos in enumerate(perm)}
         if "best" in gold and gold["best"] is not None:
             expected_pos = int(gold["best"])
@@ -514,7 +524,7 @@ class LabelingService:
         else:
             expected = str(gold.get("outcome", "tie"))
             correct = outcome == expected
-        excerpt = (camp.guidelines or "").strip()
+        excerpt = (ctx.guidelines or "").strip()
         section = gold.get("guideline") or ""
         if section and section in excerpt:
             start = excerpt.index(section)
