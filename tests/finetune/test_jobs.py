@@ -216,3 +216,16 @@ def test_cli_finetune_exports_trains_and_lists(sdb, tmp_path):
     assert missing.returncode == 1 and "give --campaign and --method" in missing.stderr
     nope = cli("finetune", "--campaign", "nope", "--method", "reward")
     assert nope.returncode == 1 and "No campaign named 'nope'" in nope.stderr
+
+
+@pytest.mark.slow
+def test_command_backend_runs_the_reward_trainer_distributed_under_torchrun(sdb, pref_export, tiny_lm, tmp_path):
+    template = ("{python} -m torch.distributed.run --nproc_per_node 2 -m {module} --data {data} --out {output} "
+                "--base {base_model} {args} --max-steps 3 --batch-size 8")
+    settings = ft_settings(tmp_path, sdb.url, labelbot_finetune_command=template)
+    job = wait_for_job(sdb, launch_finetune(sdb, settings, "demo", "reward", pref_export, "command",
+                                            base_model=str(tiny_lm)), timeout=300)
+    assert job.status == "succeeded", job.log_tail
+    assert job.metrics["processes"] == 2 and job.metrics["steps"] == 3
+    assert "on 2 process(es)" in job.log_tail
+    assert (Path(job.artifact_path) / "model.safetensors").is_file()
