@@ -2,8 +2,9 @@
 
 Trainers read the exporter's layout (`DIR/train.jsonl`, `DIR/test.jsonl`, optional `manifest.json`; a
 dataset root with a `latest` link works too) and accept every row shape the exporter writes:
-`trl` / `reward` (prompt, chosen, rejected[, margin]), `trl-conversational` (message lists), `sft`
-(prompt/completion or messages). They write `metrics.json` next to the model they save; the job
+`trl` / `reward` / `correction-pairs` (prompt, chosen, rejected[, margin]), `trl-conversational`
+(message lists), `sft` (prompt/completion or messages; `correction-pairs` rows work for SFT too, with
+the original answer giving a held-out pairwise accuracy). They write `metrics.json` next to the model they save; the job
 runner treats a run without it as failed. Only the standard library is imported at module level.
 """
 
@@ -115,6 +116,8 @@ def to_completion(row: dict[str, Any], where: str) -> Completion:
         prompt, completion = messages_text(msgs[:-1]), str(msgs[-1].get("content", ""))
     elif "completion" in row:
         prompt, completion = messages_text(row.get("prompt", "")), messages_text(row["completion"])
+    elif "chosen" in row:  # correction-pairs: the corrected answer (chosen) over the original (rejected)
+        prompt, completion = messages_text(row.get("prompt", "")), messages_text(row["chosen"])
     else:
         raise DataError(f"{where}: an sft row needs prompt and completion, or messages")
     original = row.get("original", row.get("rejected"))

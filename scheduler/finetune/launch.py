@@ -46,8 +46,9 @@ METHODS = ("reward", "dpo", "sft")
 BACKENDS = ("local", "command")
 VARIANTS = {"reward": ("full", "lora", "head"), "dpo": ("full", "lora"), "sft": ("full", "lora")}
 # Export formats each method reads, preferred first (what `labelbot finetune` exports when it must).
-FORMATS = {"reward": ("trl", "reward", "trl-conversational"), "dpo": ("trl", "trl-conversational", "reward"),
-           "sft": ("sft",)}
+FORMATS = {"reward": ("reward", "trl", "trl-conversational", "correction-pairs"),
+           "dpo": ("trl", "trl-conversational", "reward", "correction-pairs"),
+           "sft": ("sft", "correction-pairs")}
 PLACEHOLDERS = ("python", "module", "method", "variant", "data", "train_file", "test_file", "output", "base_model",
                 "args", "job_id", "campaign", "log")
 ACTIVE = ("queued", "running")
@@ -305,6 +306,7 @@ def latest_export(db: Database, campaign: str, method: str) -> ExportRecord | No
 
 def export_for(db: Database, settings: Settings, campaign: str, method: str) -> Path:
     """The latest export `method` can read when no vote came in since; otherwise a fresh one."""
+    from scheduler.export import FORMATS as EXPORT_FORMATS
     from scheduler.export import export_campaign
 
     record = latest_export(db, campaign, method)
@@ -314,6 +316,6 @@ def export_for(db: Database, settings: Settings, campaign: str, method: str) -> 
         newest_vote = q.max_vote_id(s, camp.id)
     if record is not None and record.max_vote_id >= newest_vote:
         return Path(record.path)
-    fmt = FORMATS[method][0]
+    fmt = next((f for f in FORMATS[method] if f in EXPORT_FORMATS), FORMATS[method][0])
     out = Path(settings.labelbot_export_dir) / campaign / fmt
     return export_campaign(db, campaign, fmt, out).path

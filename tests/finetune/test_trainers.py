@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from scheduler.finetune import train_dpo, train_reward, train_sft
-from scheduler.finetune.common import DataError, default_reward_base, load_completions, load_pairs, to_pair
+from scheduler.finetune.common import (
+    DataError,
+    default_reward_base,
+    load_completions,
+    load_pairs,
+    to_completion,
+    to_pair,
+)
 from scheduler.finetune.synthetic import write_export
 
 
@@ -66,6 +73,12 @@ def test_row_shapes_of_every_preference_format(tmp_path: Path):
     (tmp_path / "latest-test" / "latest").symlink_to("v0002")
     rows, test = load_completions(folder.parent)
     assert rows[0].prompt == "Q" and rows[0].completion == "A" and test == []
+    pair_row = {"prompt": "P", "chosen": "fixed answer", "rejected": "first answer"}
+    fixed = to_completion(pair_row, "x")  # correction-pairs rows train SFT with a pairwise check
+    assert (fixed.completion, fixed.original) == ("fixed answer", "first answer")
+    assert to_completion({"prompt": "P", "completion": "C", "original_model": "m1"}, "x").original is None
+    with pytest.raises(DataError, match="needs prompt and completion"):
+        to_completion({"prompt": "P"}, "x")
 
 
 @pytest.mark.slow
