@@ -30,6 +30,9 @@ from storage.db import Database
 from storage.models import Campaign, FinetuneJob, utcnow
 
 TAIL_CHARS = 4000
+SECRET_ENV = frozenset({"DATABASE_URL", "LABELBOT_TEST_DATABASE_URL", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET",
+                        "SLACK_APP_TOKEN", "DISCORD_BOT_TOKEN", "LABELBOT_GENERATE_API_KEY",
+                        "LABELBOT_DASHBOARD_TOKEN"})
 
 
 def log_tail(path: Path, chars: int = TAIL_CHARS) -> str:
@@ -44,6 +47,13 @@ def log_tail(path: Path, chars: int = TAIL_CHARS) -> str:
         return ""
     lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
     return "\n".join(lines)[-chars:]
+
+
+def trainer_env() -> dict[str, str]:
+    """The runner's environment minus labelbot's own secrets: a trainer (or a cluster job) needs none of them."""
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
 
 
 def claim(db: Database, job_id: int) -> bool:
@@ -90,8 +100,7 @@ def run_job(db: Database, job_id: int, settings: Settings | None = None) -> str:
                       f"== {job.command}\n".encode())
             log.flush()
             argv: Any = job.command if job.backend == "command" else shlex.split(job.command or "")
-            env = dict(os.environ)
-            env.setdefault("TOKENIZERS_PARALLELISM", "false")
+            env = trainer_env()
             proc = subprocess.Popen(argv, shell=job.backend == "command", stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
             exit_code = proc.wait()

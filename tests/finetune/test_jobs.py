@@ -229,3 +229,15 @@ def test_command_backend_runs_the_reward_trainer_distributed_under_torchrun(sdb,
     assert job.metrics["processes"] == 2 and job.metrics["steps"] == 3
     assert "on 2 process(es)" in job.log_tail
     assert (Path(job.artifact_path) / "model.safetensors").is_file()
+
+
+def test_trainers_never_see_labelbot_secrets(sdb, pref_export, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-secret-token")
+    monkeypatch.setenv("HF_TOKEN", "hf-kept")
+    settings = ft_settings(tmp_path, sdb.url, labelbot_finetune_command=(
+        "printenv DATABASE_URL || echo no-database-url; printenv SLACK_BOT_TOKEN || echo no-slack-token; "
+        "printenv HF_TOKEN; exit 4"))
+    job = wait_for_job(sdb, launch_finetune(sdb, settings, "demo", "reward", pref_export, "command"), timeout=120)
+    assert job.exit_code == 4
+    assert "no-database-url" in job.log_tail and "no-slack-token" in job.log_tail and "hf-kept" in job.log_tail
+    assert "xoxb-secret-token" not in job.log_tail and sdb.url not in job.log_tail
