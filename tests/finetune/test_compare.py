@@ -49,3 +49,25 @@ def test_table_and_chart_show_missing_values(tmp_path: Path):
     assert "| lora | failed | – | – | – | – | – | – | 2 (reused) |" in table
     path = render_chart(rows, tmp_path / "c.png")
     assert path.stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_cli_compare_writes_the_report(sdb, pref_export, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "DATABASE_URL": sdb.url, "LABELBOT_ARTIFACT_DIR": str(tmp_path / "artifacts"),
+           "PYTHONPATH": str(root)}
+    out = tmp_path / "cmp"
+    res = subprocess.run([sys.executable, "-m", "bot.cli", "finetune", "compare", "--campaign", "demo", "--variants",
+                          "head", "--max-steps", "2", "--export", str(pref_export), "--out", str(out)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "head: job 1" in res.stdout and "compare.png" in res.stdout
+    assert (out / "compare.png").is_file() and "| head | succeeded |" in (out / "compare.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "bot.cli", "finetune", "compare", "--campaign", "demo", "--variants",
+                          "tiny", "--export", str(pref_export)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1 and "reward variants are full, lora, head" in bad.stderr
