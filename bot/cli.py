@@ -516,6 +516,185 @@ def schedule_run_now(
     if row.status == "failed":
         fail(f"{kind} run failed: {(row.error or '').splitlines()[0]}")
     console.print(f"{kind} of [bold]{campaign}[/]: {row.status} {json.dumps(row.result)}", highlight=False)
+# ----------------------------------------------------------------------------------------- fine-tuning / generation
+
+finetune_app = typer.Typer(help="Fine-tune reward, DPO and SFT models on exports; compare variants; list jobs.",
+                           invoke_without_command=True)
+app.add_typer(finetune_app, name="finetune")
+
+
+def _train_args(epochs: float | None, max_steps: int | None, lr: float | None, extra: str) -> list[str]:
+    import shlex
+
+    args: list[str] = []
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    if lr is not None:
+        args += ["--lr", str(lr)]
+    try:
+        return args + shlex.split(extra)
+    except ValueError as exc:
+        fail(f"--train-args: {exc}")
+        raise
+
+
+def _show_job(job) -> None:  # type: ignore[no-untyped-def]
+    table = Table(show_header=False)
+    for key, value in [("job", job.id), ("status", job.status), ("method", f"{job.method} ({job.variant})"),
+                       ("backend", job.backend), ("export", job.export_path), ("base model", job.base_model),
+                       ("exit code", job.exit_code), ("error", job.error), ("artifact", job.artifact_path),
+                       ("log", job.log_path), ("result", job.result_message)]:
+        if value is not None:
+            table.add_row(key, str(value))
+    for key in ("eval_accuracy", "train_loss", "eval_loss", "train_seconds", "trainable_params"):
+        if job.metrics.get(key) is not None:
+            table.add_row(key, str(job.metrics[key]))
+    console.print(table)
+
+
+@finetune_app.callback()
+def finetune(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Campaign whose export to train on")] = None,
+    method: Annotated[str | None, typer.Option(help="reward | dpo | sft")] = None,
+    backend: Annotated[str | None, typer.Option(help="local | command (default: LABELBOT_FINETUNE_BACKEND)")] = None,
+    variant: Annotated[str, typer.Option(help="full | lora | head (head: reward only)")] = "full",
+    base: Annotated[str | None, typer.Option(help="Base model: local path or hub name")] = None,
+    export_path: Annotated[Path | None, typer.Option("--export", help="Export folder (default: latest, or a new one)")
+                           ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate")] = None,
+    train_args: Annotated[str, typer.Option(help="More trainer arguments, e.g. \"--batch-size 32\"")] = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job and print its result")] = False,
+) -> None:
+    """Train a reward model, DPO or SFT on a campaign's export (`labelbot finetune --campaign C --method dpo`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not campaign or not method:
+        fail("give --campaign and --method (reward, dpo or sft), or a subcommand: compare, jobs")
+    from scheduler.finetune.launch import export_for, launch, wait_for_job
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    if method not in ("reward", "dpo", "sft"):
+        fail("--method is reward, dpo or sft")
+    folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
+    extra = _train_args(epochs, max_steps, lr, train_args)
+    chosen_backend = backend or cfg.labelbot_finetune_backend
+    job_id, created = run(lambda: launch(svc.db, cfg, campaign, method, folder, chosen_backend, variant=variant,
+                                         base_model=base, train_args=extra, actor=cli_actor().key))
+    if not created:
+        console.print(f"Export {folder} was already trained with {method} ({variant}): job {job_id}.")
+    else:
+        console.print(f"Started fine-tune job {job_id} ({method}, {variant}) on {folder}.")
+    if wait:
+        with console.status(f"training (job {job_id})..."):
+            job = wait_for_job(svc.db, job_id, timeout=7 * 24 * 3600)
+        _show_job(job)
+        if job.status != "succeeded":
+            raise typer.Exit(1)
+
+
+@finetune_app.command("jobs")
+def finetune_jobs(
+    job_id: Annotated[int | None, typer.Argument(help="Show one job with its log tail")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's jobs")] = None,
+    limit: Annotated[int, typer.Option(help="How many jobs")] = 20,
+) -> None:
+    """List fine-tune jobs, or show one."""
+    from scheduler.finetune.launch import get_job, list_jobs, reap_vanished
+
+    svc = service()
+    reap_vanished(svc.db)
+    if job_id is not None:
+        job = run(lambda: get_job(svc.db, job_id))
+        _show_job(job)
+        if job.log_tail:
+            console.print(job.log_tail, highlight=False, markup=False)
+        return
+    table = Table("job", "status", "method", "export", "accuracy", "train s", "artifact")
+    for job in run(lambda: list_jobs(svc.db, campaign, limit)):
+        acc = job.metrics.get("eval_accuracy")
+        secs = job.metrics.get("train_seconds")
+        table.add_row(str(job.id), job.status, f"{job.method}/{job.variant}",
+                      f"{job.export_format} v{job.export_version or 0}", "-" if acc is None else f"{acc:.3f}",
+                      "-" if secs is None else f"{secs:.0f}", job.artifact_path or "-")
+    console.print(table)
+
+
+@finetune_app.command("compare")
+def finetune_compare(
+    campaign: Annotated[str, typer.Option(help="Campaign whose export to train on")],
+    method: Annotated[str, typer.Option(help="reward | dpo | sft")] = "reward",
+    variants: Annotated[str, typer.Option(help="Comma-separated: full, lora, head")] = "full,lora,head",
+    export_path: Annotated[Path | None, typer.Option("--export", help="Export folder (default: latest)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for compare.md/.json/.png")] = None,
+    backend: Annotated[str | None, typer.Option(help="local | command")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model: local path or hub name")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps")] = None,
+    train_args: Annotated[str, typer.Option(help="More trainer arguments")] = "",
+) -> None:
+    """Train several variants on one export; write a table and a PNG chart (accuracy, time, parameters)."""
+    from scheduler.finetune.compare import compare_methods
+    from scheduler.finetune.launch import export_for
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    if method not in ("reward", "dpo", "sft"):
+        fail("--method is reward, dpo or sft")
+    folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
+    target = out or Path(cfg.labelbot_artifact_dir) / campaign / "compare" / Path(folder).resolve().name
+    wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+    res = run(lambda: compare_methods(
+        svc.db, cfg, campaign, folder, target, method=method, variants=wanted,
+        backend=backend or cfg.labelbot_finetune_backend, base_model=base,
+        train_args=_train_args(epochs, max_steps, None, train_args),
+        progress=lambda v, j, created: console.print(f"{v}: job {j}{'' if created else ' (already trained)'}")))
+    table = Table("variant", "status", "accuracy", "train s", "trainable params")
+    for r in res.rows:
+        table.add_row(r.variant, r.status, "-" if r.eval_accuracy is None else f"{r.eval_accuracy:.3f}",
+                      "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
+                      "-" if r.trainable_params is None else f"{r.trainable_params:,}")
+    console.print(table)
+    console.print(f"Wrote {res.table_path}, {res.json_path} and {res.chart_path}")
+    if any(r.status != "succeeded" for r in res.rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    campaign: Annotated[str, typer.Option(help="Campaign to add the items to")],
+    prompts: Annotated[Path, typer.Option(help="JSONL ({\"id\"?, \"prompt\"}) or .txt (one prompt per line)")],
+    model: Annotated[list[str], typer.Option("--model", help="NAME=SPEC: endpoint URL[#served-name] or model folder")],
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy)")] = 0.7,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight per run")] = 8,
+) -> None:
+    """Create items by asking two or more models (OpenAI-compatible endpoints or local models) each prompt."""
+    from scheduler.generate import generate_items, parse_model_spec, read_prompts
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    specs = [run(lambda m=m: parse_model_spec(m)) for m in model]
+    rows = run(lambda: read_prompts(prompts))
+    if concurrency < 1 or concurrency > 256:
+        fail("--concurrency must be between 1 and 256")
+    with console.status(f"asking {len(specs)} models {len(rows)} prompt(s)..."):
+        res = run(lambda: generate_items(svc.db, cfg, campaign, rows, specs, actor=cli_actor(), max_tokens=max_tokens,
+                                         temperature=temperature, concurrency=concurrency))
+    for ext, name, error in res.failures[:10]:
+        err_console.print(f"[yellow]![/] {ext}: {name} failed: {error}", highlight=False, markup=False)
+    console.print(f"Added {res.added} item(s) to [bold]{campaign}[/]; {res.present} already present; "
+                  f"{len(res.skipped)} prompt(s) skipped (fewer than two answers).")
+    if res.added + res.present == 0:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------------- doctor / serve

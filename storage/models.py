@@ -297,3 +297,38 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+class FinetuneJob(SQLModel, table=True):
+    """One fine-tune run of one export with one method (reward | dpo | sft) and variant (full | lora | head).
+
+    `dedupe_key` (campaign:export:method:variant) is unique while a job is queued, running or succeeded, so
+    an export version is trained once per method across restarts and replicas; a failed job clears it
+    so the same export can be retried.
+    """
+
+    __tablename__ = "finetune_job"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    method: str = Field(max_length=16)
+    variant: str = Field(default="full", max_length=16)
+    backend: str = Field(default="local", max_length=16)
+    status: str = Field(default="queued", max_length=16, index=True)  # queued | running | succeeded | failed
+    dedupe_key: str | None = Field(default=None, max_length=400, unique=True)
+    export_path: str
+    export_format: str = Field(default="", max_length=40)
+    export_version: int | None = None
+    base_model: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    command: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    pid: int | None = None
+    log_path: str | None = None
+    exit_code: int | None = None
+    log_tail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    artifact_path: str | None = None
+    result_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    notifications: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    notified_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

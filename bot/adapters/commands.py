@@ -44,6 +44,7 @@ ADMIN = {
     "resolve ITEM ANSWER": "settle a split item (ANSWER: model name, response number, tie or both_bad)",
     "requeue": "reopen items voted under older guidelines",
     "quality": "annotator reliability, flags and bias report",
+    "finetune METHOD": "train a reward, dpo or sft model on the latest export",
 }
 
 
@@ -124,7 +125,8 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
-    if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule"):
+    if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
+                   "finetune"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
     if sub == "post":
@@ -151,6 +153,21 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
                             f"as `{fmt}` ({'incremental' if incremental else 'cumulative'}) to `{res.path}`.")
     if sub == "schedule":
         return _schedule_command(service, actor, platform, channel, rest)
+    if sub == "finetune":
+        from scheduler.finetune.launch import export_for, launch
+
+        method = rest[0] if rest else "reward"
+        if method not in ("reward", "dpo", "sft"):
+            raise InvalidInput("Usage: `/label finetune reward|dpo|sft`.")
+        camp = resolve_campaign(service, platform, channel, rest[1] if len(rest) > 1 else None)
+        folder = export_for(service.db, settings, camp, method)
+        job_id, created = launch(service.db, settings, camp, method, folder, actor=actor.key)
+        with service.db.write() as s:
+            q.add_audit(s, actor.key, "finetune.launch", method=method, job_id=job_id, export=str(folder))
+        if not created:
+            return CommandReply(f"That export was already trained with `{method}` (job {job_id}).")
+        return CommandReply(f"Started `{method}` fine-tune job {job_id} for *{camp}* on `{folder}`; the result "
+                            "will be posted here.")
     if sub == "resolve":
         if len(rest) < 2:
             raise InvalidInput("Usage: `/label resolve ITEM ANSWER` (model name, response number, tie or both_bad).")
