@@ -123,11 +123,29 @@ def run_job(db: Database, job_id: int, settings: Settings | None = None) -> str:
     finally:
         signal.signal(signal.SIGTERM, previous)
     _finish(db, job_id, status, exit_code, error, metrics or {}, artifact, log_path, started, tmp)
+    if status == "succeeded":
+        _score_items(db, job_id)
     try:
         post_result(db, settings or _settings(), job_id)
     except Exception as exc:  # a failed notification never turns a trained model into a failed job
         print(f"could not post the result: {type(exc).__name__}: {exc}", flush=True)
     return status
+
+
+def _score_items(db: Database, job_id: int) -> None:
+    """A new reward model scores the open items, so `uncertainty` sampling can use it."""
+    from scheduler.score import score_open_items
+
+    with db.read() as s:
+        job = s.get(FinetuneJob, job_id)
+        camp = s.get(Campaign, job.campaign_id) if job else None
+    if job is None or camp is None or job.method != "reward" or not job.artifact_path:
+        return
+    try:
+        n = score_open_items(db, camp.name, Path(job.artifact_path), model_version=f"finetune-job-{job_id}")
+        print(f"scored {n} open item(s) with the new reward model", flush=True)
+    except Exception as exc:  # scoring is a bonus: never fail the trained job over it
+        print(f"could not score open items: {type(exc).__name__}: {exc}", flush=True)
 
 
 def _finish(db: Database, job_id: int, status: str, exit_code: int | None, error: str | None,
