@@ -436,10 +436,26 @@ def schedule_finetune(
                                          "backend": backend, "tz": tz})
 
 
+@schedule_app.command("duel")
+def schedule_duel(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    prompts: Annotated[Path, typer.Option(help="Prompts file (JSONL or text), drawn in order, each asked once")],
+    count: Annotated[int, typer.Option(help="Prompts per round")] = 20,
+    every: Annotated[str | None, typer.Option(help="Period: 1d, 1w ...")] = None,
+    cron: Annotated[str | None, typer.Option(help="Crontab instead of a period")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Each round, the newest DPO/SFT model answers fresh prompts against the previous one."""
+    if not prompts.is_file():
+        fail(f"no such prompts file: {prompts}")
+    _schedule_set(campaign, "duel", {"prompts": str(prompts.resolve()), "count": count, "every": every,
+                                     "cron": cron, "tz": tz})
+
+
 @schedule_app.command("off")
 def schedule_off(
     campaign: Annotated[str, typer.Option(help="Campaign")],
-    kind: Annotated[str, typer.Argument(help="post | export | finetune")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune | duel")],
 ) -> None:
     """Turn one of a campaign's schedules off."""
     from scheduler.schedules import disable_schedule
@@ -501,7 +517,7 @@ def schedule_runs(
 @schedule_app.command("run-now")
 def schedule_run_now(
     campaign: Annotated[str, typer.Option(help="Campaign")],
-    kind: Annotated[str, typer.Argument(help="post | export | finetune")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune | duel")],
 ) -> None:
     """Run a campaign's job once now (recorded in the run ledger like a scheduled slot)."""
     from scheduler.app import SchedulerApp

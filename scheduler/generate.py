@@ -146,6 +146,15 @@ def read_prompts(path: Path) -> list[PromptIn]:
     return prompts
 
 
+def prompt_key(prompt: PromptIn) -> str:
+    """A stable name for a prompt: its id from the file, else a hash of its text."""
+    import hashlib
+
+    if prompt.key:
+        return prompt.key
+    return hashlib.sha1(json.dumps(prompt.prompt, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def as_messages(prompt: Any) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
@@ -342,7 +351,7 @@ def generate_items(db: Database, settings: Settings, campaign: str, prompts: lis
         if len(responses) < 2:
             result.skipped.append((ext, f"only {len(responses)} model(s) answered"))
             continue
-        meta = {**prompt.meta, **(extra_meta or {}), "source": "labelbot generate",
+        meta = {**prompt.meta, **(extra_meta or {}), "source": "labelbot generate", "prompt_key": prompt_key(prompt),
                 "generation": {"models": {s.name: s.public for s in specs}, "max_tokens": max_tokens,
                                "temperature": temperature}}
         row = {"id": ext, "prompt": prompt.prompt, "responses": responses, "meta": meta}

@@ -23,7 +23,7 @@ from bot.core.service import LabelingService
 from scheduler.schedules import METHOD_FORMATS, in_quiet_hours
 from storage import queries as q
 from storage.db import Database
-from storage.models import FinetuneTrigger, utcnow
+from storage.models import FinetuneTrigger, Item, utcnow
 
 log = logging.getLogger("labelbot.scheduler")
 
@@ -242,4 +242,26 @@ def finetune_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: dat
     return Outcome("done" if launched else "skipped", {"methods": results})
 
 
-JOBS = {"post": post_job, "export": export_job, "finetune": finetune_job}
+def duel_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datetime) -> Outcome:
+    """Pit the newest DPO/SFT model against the previous one on prompts not asked before.
+
+    Prompts are drawn in a fixed order from the file, skipping those already turned into items, so
+    every round is fresh and a rerun of the same slot asks the same ones (and adds nothing twice).
+    """
+    from scheduler.generate import duel_latest, prompt_key, read_prompts
+
+    prompts = read_prompts(Path(spec["prompts"]))
+    with ctx.db.read() as s:
+        camp = q.campaign_by_name(s, campaign)
+        used = {m.get("prompt_key") for m in s.exec(select(Item.meta).where(Item.campaign_id == camp.id))
+                if isinstance(m, dict)} if camp else set()
+    fresh = [p for p in prompts if prompt_key(p) not in used]
+    chosen = fresh[: int(spec.get("count", 20))]
+    if not chosen:
+        return Outcome("skipped", {"reason": "no fresh prompts left in the prompts file"})
+    res = duel_latest(ctx.db, ctx.settings, campaign, chosen)
+    return Outcome("done" if res.added else "skipped", {"added": res.added, "present": res.present,
+                                                        "failures": len(res.failures)})
+
+
+JOBS = {"post": post_job, "export": export_job, "finetune": finetune_job, "duel": duel_job}

@@ -27,7 +27,7 @@ from storage import queries as q
 from storage.db import Database
 from storage.models import Campaign, CampaignSchedule, utcnow
 
-KINDS = ("post", "export", "finetune")
+KINDS = ("post", "export", "finetune", "duel")
 # fine-tune method -> the export format it trains on
 METHOD_FORMATS = {"dpo": "trl", "reward": "reward", "sft": "sft"}
 BACKENDS = ("local", "command")
@@ -150,7 +150,8 @@ def validate_spec(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"Unknown schedule kind {kind!r}; choose one of {', '.join(KINDS)}.")
     known = {"post": {"count", "every", "quiet", "tz", "platforms"},
              "export": {"every", "cron", "formats", "incremental", "out", "test_fraction", "tz"},
-             "finetune": {"methods", "threshold", "every", "cron", "backend", "tz"}}[kind]
+             "finetune": {"methods", "threshold", "every", "cron", "backend", "tz"},
+             "duel": {"prompts", "count", "every", "cron", "tz"}}[kind]
     unknown = set(raw) - known
     if unknown:
         raise InvalidInput(f"Unknown {kind} schedule setting(s): {', '.join(sorted(unknown))}; "
@@ -195,6 +196,19 @@ def validate_spec(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         out = raw.get("out") or None
         return {"every": every, "cron": cron, "formats": list(dict.fromkeys(formats)), "incremental": bool(incremental),
                 "out": str(out) if out else None, "test_fraction": test_fraction, "tz": tz}
+    if kind == "duel":
+        if not every and not cron:
+            raise InvalidInput("Say when to hold a duel: every=1d or cron='0 9 * * 1'.")
+        prompts = str(raw.get("prompts") or "")
+        if not prompts:
+            raise InvalidInput("A duel needs a prompts file (JSONL or text, one prompt per line): prompts=PATH.")
+        try:
+            count = int(raw.get("count", 20))
+        except (TypeError, ValueError):
+            raise InvalidInput("The duel prompt count must be a whole number.") from None
+        if not 1 <= count <= 500:
+            raise InvalidInput("A duel asks between 1 and 500 prompts.")
+        return {"prompts": prompts, "count": count, "every": every, "cron": cron, "tz": tz}
     methods = _list(raw.get("methods")) or ["dpo"]
     bad = [m for m in methods if m not in METHOD_FORMATS]
     if bad:
@@ -224,6 +238,8 @@ def describe(kind: str, spec: dict[str, Any]) -> str:
     if kind == "export":
         mode = "incremental" if spec.get("incremental", True) else "cumulative"
         return f"export {', '.join(spec['formats'])} ({mode}) {when}"
+    if kind == "duel":
+        return f"duel of the newest model against the previous one on {spec['count']} fresh prompt(s) {when}"
     return (f"fine-tune {', '.join(spec['methods'])} ({spec['backend']}) when ≥{spec['threshold']} new consensus "
             f"pair(s), checked {when}")
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,23 @@ def test_duel_pits_the_newest_trained_model_against_the_previous_one(sdb, tiny_l
     (item, responses), = items_of(sdb, "r1-")
     assert [r.model for r in responses] == [f"dpo-job{first}", "base"]
     assert item.meta["duel"] == {"newest_job": first, "previous": "base"}
+    # the scheduled duel: fresh prompts each round, none asked twice
+    from scheduler.app import SchedulerApp
+    from scheduler.schedules import set_schedule
+
+    prompts = tmp_path / "duel.txt"
+    prompts.write_text("Name a citrus fruit.\nWhat is rain?\nWhy do cats purr?\n")
+    set_schedule(sdb, "demo", "duel", {"prompts": str(prompts), "count": 2, "every": "1d"}, "cli:test")
+    app = SchedulerApp(settings, sdb)
+    runs = []
+    for _ in range(3):
+        runs.append(app.run_now("duel", "demo"))
+        time.sleep(1.1)  # one manual slot per second
+    assert [r.status for r in runs] == ["done", "done", "skipped"], [(r.status, r.error, r.result) for r in runs]
+    assert [r.result.get("added") for r in runs[:2]] == [2, 1]
+    with sdb.read() as s:
+        keys = [i.meta.get("prompt_key") for i in s.exec(select(Item)) if i.meta.get("duel")]
+    assert len(keys) == 4 and len(set(keys)) == 4
     second = launch_finetune(sdb, settings, "demo", "dpo", export, base_model=str(tiny_lm), variant="lora",
                              train_args=["--max-steps", "2"])
     assert wait_for_job(sdb, second, timeout=300).status == "succeeded"
