@@ -155,6 +155,32 @@ def next_item_for(
     return session.exec(stmt).first()
 
 
+def item_by_external_id(session: Session, campaign_id: int, external_id: str) -> Item | None:
+    return session.exec(select(Item).where(Item.campaign_id == campaign_id, Item.external_id == external_id)).first()
+
+
+def items_with_old_votes(session: Session, campaign_id: int, version: int) -> list[tuple[Item, int]]:
+    """Items of a campaign with votes cast under a guideline version older than `version`."""
+    rows = session.exec(
+        select(Item, func.count(Vote.id)).join(Vote, Vote.item_id == Item.id)
+        .where(Item.campaign_id == campaign_id, Vote.guideline_version < version).group_by(Item.id)
+    )
+    return [(item, int(n)) for item, n in rows]
+
+
+def annotator_vote_counts(session: Session, campaign_id: int, annotator: int) -> tuple[int, int, int]:
+    """(votes today (UTC), votes in the campaign, all votes in the campaign) for the caps."""
+    from datetime import datetime, time
+
+    midnight = datetime.combine(utcnow().date(), time.min, tzinfo=utcnow().tzinfo)
+    base = select(func.count()).select_from(Vote).join(Item, Item.id == Vote.item_id).where(
+        Item.campaign_id == campaign_id)
+    today = session.exec(base.where(Vote.annotator_id == annotator, Vote.created_at >= midnight)).one()
+    mine = session.exec(base.where(Vote.annotator_id == annotator)).one()
+    total = session.exec(base).one()
+    return int(today), int(mine), int(total)
+
+
 def bump_vote_count(session: Session, item_id: int, delta: int) -> None:
     session.execute(update(Item).where(Item.id == item_id).values(vote_count=Item.vote_count + delta))
 
@@ -215,6 +241,7 @@ _VOTE_CONTEXT = (
         _I.c.gold, _I.c.n_responses, _I.c.vote_count, _I.c.extra_votes, _I.c.status, _I.c.campaign_id,
         _C.c.name, _C.c.status.label("campaign_status"), _C.c.overlap, _C.c.reveal, _C.c.criteria,
         _C.c.guideline_version, _C.c.guidelines, _C.c.agreement_threshold, _C.c.max_extra_votes,
+        _C.c.daily_cap, _C.c.settings, _I.c.resolution, _P.c.created_at.label("post_created_at"),
     )
     .select_from(_P.join(_I, _I.c.id == _P.c.item_id).join(_C, _C.c.id == _I.c.campaign_id))
     .where(_P.c.id == bindparam("post_id"))

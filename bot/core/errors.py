@@ -29,6 +29,10 @@ class CampaignPaused(LabelingError):
     code = "campaign_paused"
 
 
+class LimitReached(LabelingError):
+    code = "limit_reached"
+
+
 class ConflictError(LabelingError):
     code = "conflict"
 

@@ -87,6 +87,7 @@ class VoteRecorded:
     reached_quorum: bool
     extra_vote_requested: bool = False
     gold: GoldFeedback | None = None
+    ask_reason: bool = False  # votes split: adapters ask the item's voters for a one-line reason
 
     @property
     def summary(self) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.core import aggregate
-from bot.core.errors import CampaignPaused, ConflictError, InvalidInput, NotFound, PermissionDenied
+from bot.core import aggregate, sampling
+from bot.core.errors import CampaignPaused, ConflictError, InvalidInput, LimitReached, NotFound, PermissionDenied
 from bot.core.events import (
     MAX_CORRECTION_CHARS,
     MAX_REASON_CHARS,
@@ -65,6 +65,48 @@ log = logging.getLogger(__name__)
 
 MAX_CAMPAIGN_NAME = 100
 REVEAL_POLICIES = ("quorum", "never", "always")
+
+
+SETTING_KEYS = ("sampling", "consensus", "max_share", "min_read_chars_per_s", "ask_reason_on_split")
+
+
+def _check_setting(key: str, value: Any) -> Any:
+    """Validate one campaign setting; raises InvalidInput with a sentence for people."""
+    if key == "sampling":
+        return sampling.validate_strategy(str(value))
+    if key == "consensus":
+        if value not in ("majority", "weighted"):
+            raise InvalidInput("Consensus is majority or weighted.")
+        return value
+    if key == "max_share":
+        if value is not None and not 0 < float(value) <= 1:
+            raise InvalidInput("max_share must be in (0, 1].")
+        return None if value is None else float(value)
+    if key == "daily_cap" and value is not None and int(value) < 1:
+        raise InvalidInput("daily_cap must be at least 1.")
+    if key == "overlap" and not 1 <= int(value) <= 50:
+        raise InvalidInput("Overlap (votes per item) must be between 1 and 50.")
+    if key == "reveal" and value not in REVEAL_POLICIES:
+        raise InvalidInput(f"Reveal must be one of {', '.join(REVEAL_POLICIES)}.")
+    if key == "gold_rate" and not 0 <= float(value) <= 1:
+        raise InvalidInput("Gold rate must be between 0 and 1.")
+    if key == "min_read_chars_per_s" and float(value) <= 0:
+        raise InvalidInput("min_read_chars_per_s must be positive.")
+    return value
+
+
+def _ms_since(created: Any) -> int | None:
+    if created is None:
+        return None
+    if isinstance(created, str):
+        from datetime import datetime
+
+        created = datetime.fromisoformat(created)
+    if created.tzinfo is None:
+        from datetime import UTC
+
+        created = created.replace(tzinfo=UTC)
+    return max(0, int((utcnow() - created).total_seconds() * 1000))
 
 
 @dataclass(frozen=True)
@@ -174,18 +216,24 @@ class LabelingService:
         """Change channels, overlap, reveal policy or guidelines (which bumps the guideline version)."""
         self.require_admin(actor)
         allowed = {"slack_channel", "discord_channel", "overlap", "reveal", "guidelines", "gold_rate", "criteria",
-                   "daily_cap", "agreement_threshold", "max_extra_votes"}
+                   "daily_cap", "agreement_threshold", "max_extra_votes"} | set(SETTING_KEYS)
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidInput(f"Unknown campaign setting(s): {', '.join(sorted(unknown))}.")
+        changes = {k: _check_setting(k, v) for k, v in changes.items()}
         with self.db.write() as s:
             camp = self._campaign_in(s, name)
-            before = {k: getattr(camp, k) for k in changes}
+            before = {k: (camp.settings or {}).get(k) if k in SETTING_KEYS else getattr(camp, k) for k in changes}
+            settings = dict(camp.settings or {})
             for key, value in changes.items():
+                if key in SETTING_KEYS:
+                    settings[key] = value
+                    continue
                 if key == "guidelines" and value != camp.guidelines:
                     camp.guideline_version += 1
                     s.add(Guideline(campaign_id=camp.id, version=camp.guideline_version, text=value))
                 setattr(camp, key, value)
+            camp.settings = settings
             s.add(camp)
             q.add_audit(s, actor.key, "campaign.update", campaign_id=camp.id,
                         before={k: v for k, v in before.items() if k != "guidelines"},
@@ -237,7 +285,7 @@ class LabelingService:
             camp = self._campaign_in(s, campaign)
             if camp.status != "active":
                 raise CampaignPaused(f"Campaign {campaign!r} is paused; resume it before posting.")
-            items = q.items_to_post(s, camp.id, platform, limit)
+            items = sampling.pick_items(s, camp, platform=platform, limit=limit, rng=self._rng)
             posts = [self._new_post(s, item, platform, channel, workspace) for item in items]
             s.flush()
             views = [self._post_view(s, p, camp=camp, item=item) for p, item in zip(posts, items, strict=True)]
@@ -281,11 +329,13 @@ class LabelingService:
             for camp in camps:
                 if camp.status != "active":
                     raise CampaignPaused(f"Campaign {camp.name!r} is paused.")
-                item = None
+                self._check_caps(s, camp, ann)
+                picked: list[Item] = []
                 if camp.gold_rate > 0 and self._rng.random() < camp.gold_rate:
-                    item = q.next_item_for(s, camp.id, ann, overlap=camp.overlap, gold=True)
-                item = item or q.next_item_for(s, camp.id, ann, overlap=camp.overlap)
-                if item is not None:
+                    picked = sampling.pick_items(s, camp, annotator=ann, gold=True, rng=self._rng)
+                picked = picked or sampling.pick_items(s, camp, annotator=ann, rng=self._rng)
+                if picked:
+                    item = picked[0]
                     post = self._new_post(s, item, event.actor.platform, event.channel, event.actor.workspace)
                     post.message_id = None
                     s.flush()
@@ -325,7 +375,11 @@ class LabelingService:
             for v in votes:
                 key = self._shown_choice(v, post.permutation)
                 tallies[key] = tallies.get(key, 0) + 1
-            cons = aggregate.item_consensus([_lite(v) for v in votes], item.n_responses)
+            resolution = getattr(item, "resolution", None)
+            if resolution:
+                cons = aggregate.resolved_consensus(resolution, len(votes), item.n_responses)
+            else:
+                cons = aggregate.item_consensus([_lite(v) for v in votes], item.n_responses)
             consensus = None
             if cons.outcome in ("tie", "both_bad"):
                 consensus = cons.outcome
@@ -432,6 +486,9 @@ class LabelingService:
             previous_shown = self._shown_choice(existing, perm) if existing else None
             if existing is None and ctx.status != "open":
                 raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
+            if existing is None and (ctx.daily_cap or (ctx.settings or {}).get("max_share")):
+                self._check_caps(s, SimpleNamespace(id=ctx.campaign_id, daily_cap=ctx.daily_cap,
+                                                    settings=ctx.settings), ann)
             gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
             changed = reached = extra = False
             vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
@@ -439,7 +496,8 @@ class LabelingService:
                 q.insert_vote(s, item_id=ctx.item_id, annotator_id=ann, post_id=post_id, outcome=outcome,
                               ranking=ranking, winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
                               guideline_version=ctx.guideline_version, delivery_id=delivery_id,
-                              is_gold_check=gold is not None, gold_correct=gold.correct if gold else None)
+                              is_gold_check=gold is not None, gold_correct=gold.correct if gold else None,
+                              latency_ms=_ms_since(ctx.post_created_at))
                 vote_count += 1
                 if vote_count >= quorum:
                     votes = [_lite(v) for v in q.item_votes(s, ctx.item_id)]
@@ -472,8 +530,9 @@ class LabelingService:
                     values["delivery_id"] = delivery_id
                 q.update_vote(s, existing.id, **values)
             view = self._view_from(s, ctx, vote_count=vote_count, extra_votes=extra_votes, status=status)
+        ask = extra and (ctx.settings or {}).get("ask_reason_on_split", True)
         return VoteRecorded(post=view, choice=shown, changed=changed, previous=previous_shown, replay=False,
-                            reached_quorum=reached, extra_vote_requested=extra, gold=gold)
+                            reached_quorum=reached, extra_vote_requested=extra, gold=gold, ask_reason=bool(ask))
 
     @staticmethod
     def _canonical(what: tuple[str, Any], perm: list[int]) -> tuple[str, list[int] | None, int | None, str]:
@@ -532,6 +591,64 @@ class LabelingService:
         else:
             excerpt = excerpt[:600]
         return GoldFeedback(correct, expected, str(gold.get("explanation", "")), excerpt)
+
+    def _check_caps(self, s: Any, camp: Any, ann: int) -> None:
+        """Per-annotator caps: votes per day and share of the campaign's votes (after 30 votes)."""
+        max_share = (camp.settings or {}).get("max_share")
+        if not camp.daily_cap and not max_share:
+            return
+        mine_today, mine, total = q.annotator_vote_counts(s, camp.id, ann)
+        if camp.daily_cap and mine_today >= camp.daily_cap:
+            raise LimitReached(f"You've reached today's limit of {camp.daily_cap} votes for this campaign. "
+                               "Thank you! Come back tomorrow.")
+        if max_share and total >= 30 and mine / total >= float(max_share):
+            raise LimitReached("You've already cast a large share of this campaign's votes; let others weigh in "
+                               "for a while. Thank you!")
+
+    def resolve_item(self, actor: Actor, campaign: str, external_id: str, answer: str) -> Notice:
+        """An admin settles a split item: `answer` is a model name, a 1-based response number, tie or both_bad."""
+        self.require_admin(actor)
+        with self.db.write() as s:
+            camp = self._campaign_in(s, campaign)
+            item = q.item_by_external_id(s, camp.id, external_id)
+            if item is None:
+                raise NotFound(f"No item {external_id!r} in {campaign}.")
+            responses = q.item_responses(s, item.id)
+            answer = answer.strip()
+            if answer in ("tie", "both_bad"):
+                resolution: dict[str, Any] = {"outcome": answer, "ranking": None}
+            else:
+                matches = [r.position for r in responses if r.model == answer]
+                if answer.isdigit() and 1 <= int(answer) <= len(responses):
+                    matches = [int(answer) - 1]
+                if len(matches) != 1:
+                    raise InvalidInput("Answer with a model name, a response number (1, 2, ...), tie or both_bad.")
+                best = matches[0]
+                ranking = [best] + [r.position for r in responses if r.position != best]
+                resolution = {"outcome": "win" if len(responses) == 2 else "rank", "ranking": ranking}
+            resolution["by"] = actor.key
+            before = item.status
+            item.resolution = resolution
+            item.status = "resolved"
+            s.add(item)
+            q.add_audit(s, actor.key, "item.resolve", campaign_id=camp.id, item_id=item.id, before=before,
+                        resolution=resolution)
+        return Notice(f"Item {external_id} resolved as {answer}.")
+
+    def requeue_old_guidelines(self, actor: Actor, campaign: str) -> Notice:
+        """Reopen items voted under an older guideline version so they get k votes under the current one."""
+        self.require_admin(actor)
+        with self.db.write() as s:
+            camp = self._campaign_in(s, campaign)
+            stale = q.items_with_old_votes(s, camp.id, camp.guideline_version)
+            for item, old_votes in stale:
+                item.extra_votes = old_votes + item.extra_votes
+                item.status = "open"
+                s.add(item)
+            q.add_audit(s, actor.key, "items.requeue", campaign_id=camp.id, items=len(stale),
+                        guideline_version=camp.guideline_version)
+        return Notice(f"Requeued {len(stale)} item(s) voted under guidelines older than version "
+                      f"{camp.guideline_version}.")
 
     # ------------------------------------------------------------------ skip, flag, corrections, comments
 
