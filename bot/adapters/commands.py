@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
-from bot.core.errors import InvalidInput, LabelingError, NotFound, PermissionDenied
+from bot.core.errors import InvalidInput, LabelingError, NotFound
 from bot.core.events import Actor, TaskRequested
 from bot.core.replies import CampaignStats, LeaderboardRow, PostView
 from bot.core.service import LabelingService
@@ -128,12 +128,7 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
                    "finetune"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
-    try:
-        service.require_admin(actor)
-    except PermissionDenied:
-        with service.db.write() as s:  # refused admin attempts are audited too
-            q.add_audit(s, actor.key, "admin.denied", command=sub)
-        raise
+    service.require_admin(actor)
     if sub == "post":
         if not rest or not rest[0].isdigit() or not 1 <= int(rest[0]) <= MAX_POST_PER_COMMAND:
             raise InvalidInput(f"Usage: `/label post N` with N from 1 to {MAX_POST_PER_COMMAND}.")

@@ -92,3 +92,12 @@ async def test_tokens_never_reach_logs(slack_env, caplog):
     assert "Sending a request" in caplog.text  # the SDK's debug logging really ran
     assert TOKEN not in caplog.text and SECRET not in caplog.text
     assert repr(env.settings).count(TOKEN) == 0
+
+
+async def test_url_verification_and_unsigned_challenge(slack_env):
+    env = slack_env
+    body = json.dumps({"token": "legacy", "challenge": "challenge-abc123", "type": "url_verification"})
+    status, text, _ = await env.send_raw(body, sign(body, content_type="application/json"))
+    assert status == 200 and "challenge-abc123" in text
+    status, _, _ = await env.send_raw(body, {"Content-Type": "application/json"})
+    assert status == 401
