@@ -125,6 +125,19 @@ async def test_quorum_reveals_models_and_result(slack_env):
     assert "last vote" in env.fake.ok_calls("chat.postEphemeral")[-1]["text"]
 
 
+async def test_split_votes_ask_for_reasons_in_the_thread(slack_env):
+    env = slack_env
+    post, _ = await post_one(env)
+    for user, choice in (("U1", "A"), ("U2", "B"), ("U3", "tie")):
+        await env.interact(block_actions(f"lbl:vote:{post.id}:{choice}", user=user, message_ts=post.message_id))
+        await env.settle()
+    asks = [c for c in env.fake.ok_calls("chat.postMessage") if c.get("thread_ts") == post.message_id
+            and "split" in c.get("text", "")]
+    assert len(asks) == 1 and asks[0]["channel"] == "C123"
+    assert "one more vote was requested" in env.fake.ok_calls("chat.postEphemeral")[-1]["text"]
+    assert "4 votes" in block_text(env.fake.ok_calls("chat.update")[-1]["blocks"])
+
+
 async def test_skip_flag_and_guidelines_buttons(slack_env):
     env = slack_env
     post, _ = await post_one(env)

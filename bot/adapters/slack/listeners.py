@@ -167,6 +167,8 @@ class SlackHandlers:
             text, blocks = render.vote_confirmation(rec)  # sent only now: the vote is committed
             await self.send_private(i.channel, i.actor.user_id, text, blocks, response_url=i.response_url)
             self.refresh(rec.post.item_id, rec.post)
+            if rec.ask_reason:
+                await self.ask_for_reasons(rec.post.item_id)
         elif i.action == "skip":
             notice = await self.db(self.service.skip, event)
             await self.tell(i.channel, i.actor.user_id, notice.text, ok=notice.ok, response_url=i.response_url)
@@ -200,6 +202,8 @@ class SlackHandlers:
             text, blocks = render.vote_confirmation(rec)
             await self.send_private(sub.channel, sub.actor.user_id, text, blocks)
             self.refresh(rec.post.item_id, rec.post)
+            if rec.ask_reason:
+                await self.ask_for_reasons(rec.post.item_id)
         elif sub.kind == "score":
             notice = await self.db(self.service.submit_scores, parsed)
             await self.tell(sub.channel, sub.actor.user_id, notice.text, ok=notice.ok)
@@ -269,6 +273,17 @@ class SlackHandlers:
             log.exception("refreshing the messages of item %s failed", item_id)
         finally:
             self._refreshing.discard(item_id)
+
+    async def ask_for_reasons(self, item_id: int) -> None:
+        """Votes split: ask in the item's threads for one-line reasons (kept as comments for admins)."""
+        for post in await self.db(self.service.posts_of_item, item_id):
+            if post.platform != PLATFORM or not post.message_id or not post.channel or post.channel == "direct":
+                continue
+            try:
+                await self.client.chat_postMessage(channel=post.channel, thread_ts=post.message_id,
+                                                   text=render.REASON_REQUEST)
+            except SlackApiError as exc:
+                log.warning("asking for reasons on post %s failed: %s", post.id, exc.response.get("error"))
 
     async def _update_messages(self, item_id: int, fresh: PostView | None) -> None:
         posts = await self.db(self.service.posts_of_item, item_id)
