@@ -27,6 +27,7 @@ EVERYONE = {
     "stats": "campaign progress and agreement",
     "leaderboard": "model leaderboard (Bradley–Terry, 95% intervals)",
     "guidelines": "the labeling guidelines",
+    "link [CODE]": "link your Slack and Discord accounts (one person, one annotator)",
     "help": "this help",
 }
 ADMIN = {
@@ -115,6 +116,8 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
+    if sub == "link":
+        return _link(service, actor, rest)
     if sub not in ("post", "export", "pause", "resume", "admin"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
@@ -147,6 +150,22 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if not match:
         raise InvalidInput("Mention the person to make admin, e.g. `/label admin add @alex`.")
     return CommandReply(service.grant_admin(actor, platform, match.group(1)).text)
+
+
+def _link(service: LabelingService, actor: Actor, rest: list[str]) -> CommandReply:
+    """`link` shows a one-time code; `link CODE` (on the other platform) ties the two accounts."""
+    from bot.core import linking
+
+    if len(rest) > 1:
+        raise InvalidInput("Usage: `/label link` to get a code, then `/label link CODE` on your other account.")
+    if rest:
+        return CommandReply(linking.redeem_code(service.db, actor, rest[0]).text)
+    issued = linking.issue_code(service.db, actor)
+    others = [f"{p}:{u}" for p, u in linking.linked_accounts(service.db, actor) if (p, u) != (actor.platform,
+                                                                                             actor.user_id)]
+    now_linked = f" Already linked: {', '.join(others)}." if others else ""
+    return CommandReply(f"Your link code is `{issued.code}` (valid 10 minutes, works once). On your other platform "
+                        f"run `/label link {issued.code}`; both accounts then count as one annotator.{now_linked}")
 
 
 def format_stats(st: CampaignStats, *, admin: bool = False) -> str:

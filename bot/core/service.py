@@ -91,8 +91,8 @@ class LabelingService:
     # ------------------------------------------------------------------ admin and campaigns
 
     def is_admin(self, actor: Actor) -> bool:
-        """Admins come from LABELBOT_ADMINS or the roles table; the local CLI operator always is one."""
-        if actor.platform == "cli" or (actor.platform, actor.user_id) in self.env_admins:
+        """Admins: LABELBOT_ADMINS, the roles table, a platform-verified admin flag; the local CLI operator always."""
+        if actor.platform == "cli" or actor.platform_admin or (actor.platform, actor.user_id) in self.env_admins:
             return True
         with self.db.read() as s:
             return q.has_role(s, actor.platform, actor.user_id)
