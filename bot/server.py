@@ -31,6 +31,7 @@ Stop = Callable[[], Awaitable[None]]
 # component -> "module:function"; the function is `async def start(ctx: ServerContext) -> Stop`.
 COMPONENTS: dict[str, str] = {
     "web": "bot.web:start",
+    "discord": "bot.adapters.discord.client:start",
 }
 
 

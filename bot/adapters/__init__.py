@@ -6,7 +6,9 @@ import importlib
 from collections.abc import Callable
 
 # platform -> "module:function"; function(settings, service, campaign, limit) -> number of items posted.
-POSTERS: dict[str, str] = {}
+POSTERS: dict[str, str] = {
+    "discord": "bot.adapters.discord.poster:post_campaign",
+}
 
 
 def poster(platform: str) -> Callable[..., int]:
