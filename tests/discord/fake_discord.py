@@ -263,7 +263,8 @@ class FakeDiscord:
         if mid not in self.messages:
             return self._error(404, 10008, "Unknown Message")
         body, _ = await self._body(request)
-        thread = {"id": str(mid), "type": 11, "guild_id": str(self.guild_id), "parent_id": request.match_info["channel"],
+        thread = {"id": str(mid), "type": 11, "guild_id": str(self.guild_id),
+                  "parent_id": request.match_info["channel"],
                   "name": body.get("name", "thread"), "owner_id": str(self.bot_id), "message_count": 0,
                   "member_count": 1, "rate_limit_per_user": 0, "flags": 0, "last_message_id": None,
                   "thread_metadata": {"archived": False, "auto_archive_duration": body.get("auto_archive_duration",

@@ -45,7 +45,8 @@ async def start_bot(fake: FakeDiscord, db_url: str, **extra: Any) -> Bot:
     settings = bot_settings(fake, db_url, **extra)
     db = Database(db_url)
     service = LabelingService(db, settings.admins, seed=1)
-    ctx = ServerContext(settings, db, service, web.Application())
+    ctx = ServerContext(settings, db, service, web.Application(),
+                        extras={"discord_client_options": {"guild_ready_timeout": 0.05}})
     stop = await start(ctx)
     client = ctx.extras["discord_client"]
     await asyncio.wait_for(client.wait_until_ready(), 15)

@@ -101,15 +101,17 @@ class ShardedLabelBot(_LabelBot, discord.AutoShardedClient):
         self._setup_labelbot(service, settings, sync_commands)
 
 
-def build_client(settings: Settings, service: LabelingService, *, sync_commands: bool = True) -> discord.Client:
-    """A plain client, or an auto-sharded one when DISCORD_SHARD_COUNT is set."""
+def build_client(settings: Settings, service: LabelingService, *, sync_commands: bool = True,
+                 **options: Any) -> discord.Client:
+    """A plain client, or an auto-sharded one when DISCORD_SHARD_COUNT is set (options go to discord.py)."""
     count = settings.discord_shard_count
     ids = translate.split_shard_ids(settings.discord_shard_ids, count)
     if count is not None:
         if count < 1:
             raise InvalidInput("DISCORD_SHARD_COUNT must be at least 1.")
-        return ShardedLabelBot(service, settings, sync_commands=sync_commands, shard_count=count, shard_ids=ids)
-    return LabelBot(service, settings, sync_commands=sync_commands)
+        return ShardedLabelBot(service, settings, sync_commands=sync_commands, shard_count=count, shard_ids=ids,
+                               **options)
+    return LabelBot(service, settings, sync_commands=sync_commands, **options)
 
 
 def _handlers(interaction: discord.Interaction) -> Handlers:
@@ -191,7 +193,7 @@ async def start(ctx: Any) -> Any:
     if cfg.discord_bot_token is None:
         raise InvalidInput("Discord needs DISCORD_BOT_TOKEN (see .env.example).")
     apply_overrides(cfg)
-    client = build_client(cfg, ctx.service)
+    client = build_client(cfg, ctx.service, **ctx.extras.get("discord_client_options", {}))
     try:
         await client.login(cfg.discord_bot_token.get_secret_value())
     except discord.LoginFailure as exc:
