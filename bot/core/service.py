@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
 from bot.core import aggregate
-from bot.core.errors import CampaignPaused, ConflictError, InvalidInput, NotFound, PermissionDenied
+from bot.core.errors import (
+    CampaignPaused,
+    ConflictError,
+    InvalidInput,
+    LabelingError,
+    NotFound,
+    PermissionDenied,
+)
 from bot.core.events import (
     MAX_CORRECTION_CHARS,
     MAX_REASON_CHARS,
@@ -352,10 +359,14 @@ class LabelingService:
     def cast_vote(self, event: VoteCast) -> VoteRecorded:
         """Record or change a vote. Replays (same delivery id) and double clicks add nothing."""
         choice = event.choice
-        if choice not in ("tie", "both_bad") and not (len(choice) == 1 and choice in LETTERS):
-            raise InvalidInput(f"Unknown choice {choice!r}.")
+        self._check_choice(choice)
         return self._record(event.actor, event.post_id, event.delivery_id, ("choice", choice),
                             reason=event.reason, scores=event.scores)
+
+    @staticmethod
+    def _check_choice(choice: str) -> None:
+        if choice not in ("tie", "both_bad") and not (len(choice) == 1 and choice in LETTERS):
+            raise InvalidInput(f"Unknown choice {choice!r}.")
 
     def submit_ranking(self, event: RankingSubmitted) -> VoteRecorded:
         order = [o.strip().upper() for o in event.order]
@@ -396,99 +407,126 @@ class LabelingService:
             out[key] = score
         return out
 
+    def cast_votes(self, events: Sequence[VoteCast]) -> list[VoteRecorded | LabelingError]:
+        """Group commit: several votes in one transaction (one fsync), each in its own savepoint.
+
+        Results come back in order; a vote the core refuses gives its LabelingError and changes
+        nothing, the others still commit. Any other error aborts the whole batch (callers then fall
+        back to `cast_vote` one by one). Nothing is returned before the commit, as for `cast_vote`.
+        """
+        results: list[VoteRecorded | LabelingError] = []
+        with self.db.write() as s:
+            for event in events:
+                try:
+                    self._check_choice(event.choice)
+                    with s.begin_nested():
+                        results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
+                                                       ("choice", event.choice), reason=event.reason,
+                                                       scores=event.scores, batch=True))
+                except LabelingError as exc:
+                    results.append(exc)
+        return results
+
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
+        with self.db.write() as s:
+            return self._record_in(s, actor, post_id, delivery_id, what, reason=reason, scores=scores)
+
+    def _record_in(self, s: Any, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
+                   reason: str | None = None, scores: dict[str, Any] | None = None,
+                   batch: bool = False) -> VoteRecorded:
+        """One vote inside the caller's transaction (`batch`: inside a savepoint of a group commit)."""
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")
-        with self.db.write() as s:
-            if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
+        if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
+            if not batch:
                 s.rollback()
-                return self._replayed(s, actor, post_id)
-            post = s.get(Post, post_id)
-            if post is None:
-                raise NotFound("That item is no longer available.")
-            item = q.lock_item(s, post.item_id)
-            camp = s.get(Campaign, item.campaign_id)
-            if camp.status != "active":
-                raise CampaignPaused(f"Campaign {camp.name!r} is paused; votes are not being collected.")
-            perm = post.permutation
-            n = len(perm)
-            kind, value = what
-            if kind == "choice":
-                if value in ("tie", "both_bad"):
-                    outcome, ranking, winner = value, None, None
-                else:
-                    idx = LETTERS.index(value)
-                    if idx >= n:
-                        raise InvalidInput(f"This item has no response {value}.")
-                    outcome = "win"
-                    ranking = [perm[idx]] + ([perm[1 - idx]] if n == 2 else [])
-                    winner = perm[idx]
-                shown = value
+            return self._replayed(s, actor, post_id)
+        post = s.get(Post, post_id)
+        if post is None:
+            raise NotFound("That item is no longer available.")
+        item = q.lock_item(s, post.item_id)
+        camp = s.get(Campaign, item.campaign_id)
+        if camp.status != "active":
+            raise CampaignPaused(f"Campaign {camp.name!r} is paused; votes are not being collected.")
+        perm = post.permutation
+        n = len(perm)
+        kind, value = what
+        if kind == "choice":
+            if value in ("tie", "both_bad"):
+                outcome, ranking, winner = value, None, None
             else:
-                if sorted(value) != [letter(i) for i in range(n)]:
-                    raise InvalidInput(f"Rank all {n} responses ({', '.join(letter(i) for i in range(n))}).")
-                ranking = [perm[LETTERS.index(x)] for x in value]
-                outcome, winner = ("win", ranking[0]) if n == 2 else ("rank", ranking[0])
-                shown = ">".join(value) if n > 2 else value[0]
-            clean_scores = self._validate_scores(camp, scores) if scores else None
-            ann = self._annotator(s, actor)
-            existing = q.vote_of(s, ann, item.id)
-            quorum = camp.overlap + item.extra_votes
-            previous_shown = self._shown_choice(existing, perm) if existing else None
-            if existing is None and item.status != "open":
-                raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
-            gold = None
-            if item.gold:
-                gold = self._gold_feedback(camp, item, perm, outcome, ranking)
-            changed = False
-            reached = False
-            extra = False
-            if existing is None:
-                vote = Vote(item_id=item.id, annotator_id=ann, post_id=post.id, outcome=outcome, ranking=ranking,
-                            winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
-                            guideline_version=camp.guideline_version, delivery_id=delivery_id,
-                            is_gold_check=gold is not None, gold_correct=gold.correct if gold else None)
-                s.add(vote)
-                item.vote_count += 1
-                q.add_audit(s, actor.key, "vote.cast", campaign_id=camp.id, item_id=item.id, choice=outcome,
-                            ranking=ranking, shown=shown, post_id=post.id)
-                s.flush()
-                if item.vote_count >= quorum:
-                    votes = [_lite(v) for v in q.item_votes(s, item.id)]
-                    cons = aggregate.item_consensus(votes, n)
-                    if cons.agreement < camp.agreement_threshold and item.extra_votes < camp.max_extra_votes:
-                        item.extra_votes += 1
-                        extra = True
-                        q.add_audit(s, "system", "item.extra_vote", campaign_id=camp.id, item_id=item.id,
-                                    agreement=round(cons.agreement, 3), extra_votes=item.extra_votes)
-                    else:
-                        item.status = "complete"
-                        reached = True
-                s.add(item)
-            else:
-                same = existing.outcome == outcome and (existing.ranking or None) == (ranking or None)
-                if not same:
-                    changed = True
-                    q.add_audit(s, actor.key, "vote.change", campaign_id=camp.id, item_id=item.id,
-                                before={"outcome": existing.outcome, "ranking": existing.ranking},
-                                after={"outcome": outcome, "ranking": ranking}, post_id=post.id)
-                    existing.outcome, existing.ranking, existing.winner = outcome, ranking, winner
-                    existing.shown_choice = shown
-                    existing.post_id = post.id
-                    existing.guideline_version = camp.guideline_version
-                    if gold is not None:
-                        existing.gold_correct = gold.correct
-                if reason is not None:
-                    existing.reason = reason
-                if clean_scores:
-                    existing.scores = {**(existing.scores or {}), **clean_scores}
-                if delivery_id:
-                    existing.delivery_id = delivery_id
-                existing.updated_at = utcnow()
-                s.add(existing)
+                idx = LETTERS.index(value)
+                if idx >= n:
+                    raise InvalidInput(f"This item has no response {value}.")
+                outcome = "win"
+                ranking = [perm[idx]] + ([perm[1 - idx]] if n == 2 else [])
+                winner = perm[idx]
+            shown = value
+        else:
+            if sorted(value) != [letter(i) for i in range(n)]:
+                raise InvalidInput(f"Rank all {n} responses ({', '.join(letter(i) for i in range(n))}).")
+            ranking = [perm[LETTERS.index(x)] for x in value]
+            outcome, winner = ("win", ranking[0]) if n == 2 else ("rank", ranking[0])
+            shown = ">".join(value) if n > 2 else value[0]
+        clean_scores = self._validate_scores(camp, scores) if scores else None
+        ann = self._annotator(s, actor)
+        existing = q.vote_of(s, ann, item.id)
+        quorum = camp.overlap + item.extra_votes
+        previous_shown = self._shown_choice(existing, perm) if existing else None
+        if existing is None and item.status != "open":
+            raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
+        gold = None
+        if item.gold:
+            gold = self._gold_feedback(camp, item, perm, outcome, ranking)
+        changed = False
+        reached = False
+        extra = False
+        if existing is None:
+            vote = Vote(item_id=item.id, annotator_id=ann, post_id=post.id, outcome=outcome, ranking=ranking,
+                        winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
+                        guideline_version=camp.guideline_version, delivery_id=delivery_id,
+                        is_gold_check=gold is not None, gold_correct=gold.correct if gold else None)
+            s.add(vote)
+            item.vote_count += 1
+            q.add_audit(s, actor.key, "vote.cast", campaign_id=camp.id, item_id=item.id, choice=outcome,
+                        ranking=ranking, shown=shown, post_id=post.id)
             s.flush()
-            view = self._post_view(s, post, camp=camp, item=item)
+            if item.vote_count >= quorum:
+                votes = [_lite(v) for v in q.item_votes(s, item.id)]
+                cons = aggregate.item_consensus(votes, n)
+                if cons.agreement < camp.agreement_threshold and item.extra_votes < camp.max_extra_votes:
+                    item.extra_votes += 1
+                    extra = True
+                    q.add_audit(s, "system", "item.extra_vote", campaign_id=camp.id, item_id=item.id,
+                                agreement=round(cons.agreement, 3), extra_votes=item.extra_votes)
+                else:
+                    item.status = "complete"
+                    reached = True
+            s.add(item)
+        else:
+            same = existing.outcome == outcome and (existing.ranking or None) == (ranking or None)
+            if not same:
+                changed = True
+                q.add_audit(s, actor.key, "vote.change", campaign_id=camp.id, item_id=item.id,
+                            before={"outcome": existing.outcome, "ranking": existing.ranking},
+                            after={"outcome": outcome, "ranking": ranking}, post_id=post.id)
+                existing.outcome, existing.ranking, existing.winner = outcome, ranking, winner
+                existing.shown_choice = shown
+                existing.post_id = post.id
+                existing.guideline_version = camp.guideline_version
+                if gold is not None:
+                    existing.gold_correct = gold.correct
+            if reason is not None:
+                existing.reason = reason
+            if clean_scores:
+                existing.scores = {**(existing.scores or {}), **clean_scores}
+            if delivery_id:
+                existing.delivery_id = delivery_id
+            existing.updated_at = utcnow()
+            s.add(existing)
+        s.flush()
+        view = self._post_view(s, post, camp=camp, item=item)
         return VoteRecorded(post=view, choice=shown, changed=changed, previous=previous_shown, replay=False,
                             reached_quorum=reached, extra_vote_requested=extra, gold=gold)
 

@@ -56,6 +56,7 @@ class Interaction:
     callbacks: list[tuple[int, dict[str, Any] | None]] = field(default_factory=list)  # (status, body)
     followups: list[dict[str, Any]] = field(default_factory=list)
     original_edits: list[dict[str, Any]] = field(default_factory=list)
+    followed_up: asyncio.Event = field(default_factory=asyncio.Event)  # set on the first follow-up
 
 
 @dataclass
@@ -316,6 +317,7 @@ class FakeDiscord:
             return self._error(404, 10015, "Unknown Webhook")
         msg = self._message(int(inter.payload["channel_id"]), body, files, webhook=True)
         inter.followups.append(msg)
+        inter.followed_up.set()
         return self._json(self.public(msg))
 
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:

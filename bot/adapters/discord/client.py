@@ -83,6 +83,7 @@ class _LabelBot:
         await self.labelbot.thread_message(message)
 
     async def close(self) -> None:
+        await self.labelbot.batcher.close()
         await self.labelbot.refresher.drain()
         await super().close()  # type: ignore[misc]
 

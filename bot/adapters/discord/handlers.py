@@ -22,6 +22,7 @@ import discord
 
 from bot.adapters import commands
 from bot.adapters.discord import components, render, translate
+from bot.adapters.discord.batching import VoteBatcher
 from bot.config import Settings
 from bot.core.errors import LabelingError
 from bot.core.events import (
@@ -104,6 +105,7 @@ class Handlers:
         self.service = service
         self.settings = settings
         self.refresher = Refresher()
+        self.batcher = VoteBatcher(service)
 
     # ------------------------------------------------------------------ acknowledgement and replies
 
@@ -145,11 +147,11 @@ class Handlers:
     async def vote(self, interaction: discord.Interaction, post_id: int, choice: str) -> None:
         ack = await self._ack(interaction)
         event = VoteCast(self._actor(interaction), post_id, choice, delivery_id=delivery_id(interaction))
-        await self._record(interaction, ack, lambda: self.service.cast_vote(event))
+        await self._record(interaction, ack, lambda: self.batcher.cast(event))
 
-    async def _record(self, interaction: discord.Interaction, ack: Ack, call: Callable[[], Any]) -> None:
+    async def _record(self, interaction: discord.Interaction, ack: Ack, call: Callable[[], Awaitable[Any]]) -> None:
         try:
-            res = await asyncio.to_thread(call)
+            res = await call()
         except LabelingError as exc:
             await self._say(interaction, exc.message, ack)
             return
@@ -322,7 +324,7 @@ class Handlers:
                 reason = values.get("reason", "").strip() or None
                 return self.service.submit_ranking(RankingSubmitted(actor, action.post_id, order, did, reason))
 
-            await self._record(interaction, ack, rank)
+            await self._record(interaction, ack, lambda: asyncio.to_thread(rank))
             return
         ack = await self._ack(interaction, thinking=True)
         if action.action == "fix" and action.arg:
