@@ -68,6 +68,12 @@ def prepare(url: str, items: int) -> None:
     db.dispose()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to see which side is busy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vote_rows(url: str) -> int:
     db = Database(url)
     try:
@@ -99,11 +105,13 @@ async def run_round(fake: FakeDiscord, posts: list[tuple[int, int]], clickers: i
             if "recorded" not in inter.followups[0]["content"]:
                 errors += 1
 
+    edits_before = sum(len(i.original_edits) for i in fake.interactions.values()) + len(fake.channel_edits)
     started = time.perf_counter()
     await asyncio.gather(*[clicker(c) for c in range(clickers)])
     wall = time.perf_counter() - started
+    edits = sum(len(i.original_edits) for i in fake.interactions.values()) + len(fake.channel_edits) - edits_before
     return {
-        "clickers": clickers, "votes": len(confirm), "errors": errors, "wall_s": round(wall, 3),
+        "clickers": clickers, "votes": len(confirm), "errors": errors, "wall_s": round(wall, 3), "edits": edits,
         "votes_per_s": round(len(confirm) / wall, 1),
         "first_response_p50_ms": round(statistics.median(first), 2),
         "first_response_p99_ms": round(pct(first, 0.99), 2),
@@ -139,7 +147,10 @@ async def main(args: argparse.Namespace) -> list[dict[str, float]]:
         await run_round(fake, posts, 4, 10, 500000000000000000)  # warm-up
         before = vote_rows(url)
         for n, clickers in enumerate(args.clickers):
+            bot_cpu, own_cpu = cpu_seconds(proc.pid), time.process_time()
             res = await run_round(fake, posts, clickers, args.votes_per_clicker, 300000000000000000 + n * 1000)
+            res["bot_cpu_s"] = round(cpu_seconds(proc.pid) - bot_cpu, 2)
+            res["fake_cpu_s"] = round(time.process_time() - own_cpu, 2)
             after = vote_rows(url)
             res["durable_rows"] = after - before
             before = after

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,8 @@ log = logging.getLogger("labelbot.discord")
 ALREADY_ACKNOWLEDGED = 40060
 UNKNOWN_INTERACTION = 10062
 FORM_READ_TIMEOUT = 2.0
+EDIT_INTERVAL = 1.0  # seconds between two edits of one message (later changes wait and merge)
+ITEM_POSTS_TTL = 30.0  # seconds an item's list of Discord messages is reused before re-reading it
 SORRY = "Something went wrong on our side and nothing was recorded. Please try again in a moment."
 
 
@@ -60,15 +63,17 @@ def delivery_id(interaction: discord.Interaction) -> str:
 
 
 class Refresher:
-    """Coalesces message edits: at most one edit per message in flight, the latest state wins.
+    """Coalesces message edits: one edit per message in flight, at most one per `interval`, latest wins.
 
-    A busy item gets many votes; rather than queue one edit per vote behind Discord's per-channel
-    rate limit, a message is re-rendered from the database once the previous edit finished.
+    A busy item gets many votes; rather than queue one edit per vote behind Discord's rate limits,
+    the first change is shown at once and the changes of the next `interval` go out as one edit.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = EDIT_INTERVAL) -> None:
+        self.interval = interval
         self._pending: dict[Any, Callable[[], Awaitable[None]]] = {}
         self._running: set[Any] = set()
+        self._last: dict[Any, float] = {}  # key -> when its last edit finished
         self.tasks: set[asyncio.Task[None]] = set()
 
     def request(self, key: Any, edit: Callable[[], Awaitable[None]]) -> None:
@@ -82,6 +87,9 @@ class Refresher:
     async def _drain(self, key: Any) -> None:
         try:
             while key in self._pending:
+                wait = self._last.get(key, 0.0) + self.interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # changes arriving meanwhile merge into this edit
                 edit = self._pending.pop(key)
                 try:
                     await edit()
@@ -89,8 +97,12 @@ class Refresher:
                     log.warning("could not refresh message %s: %s %s", key, exc.status, exc.code)
                 except Exception:
                     log.exception("could not refresh message %s", key)
+                self._last[key] = time.monotonic()
         finally:
             self._running.discard(key)
+            if len(self._last) > 10000:
+                horizon = time.monotonic() - self.interval
+                self._last = {k: v for k, v in self._last.items() if v > horizon}
 
     async def drain(self) -> None:
         while self.tasks:
@@ -105,6 +117,8 @@ class Handlers:
         self.service = service
         self.settings = settings
         self.refresher = Refresher()
+        self._latest: dict[int, PostView] = {}  # newest committed view per clicked message, until edited
+        self._item_posts: dict[int, tuple[float, list[tuple[int, int, int]]]] = {}  # item -> (expiry, posts)
         self.batcher = VoteBatcher(service)
 
     # ------------------------------------------------------------------ acknowledgement and replies
@@ -165,26 +179,44 @@ class Handlers:
         self.refresh(interaction, res.post)
 
     def refresh(self, interaction: discord.Interaction | None, view: PostView) -> None:
-        """Re-render every Discord message of the item (counts, reveal), coalesced per message."""
+        """Re-render every Discord message of the item (counts, reveal), coalesced per message.
+
+        The clicked message is rendered from the view the core returned with the commit (no extra
+        read) unless results are shown, whose tallies are re-read; the item's other Discord messages
+        (found through a short-lived cache of its posts) are re-read and edited with the bot token.
+        """
         clicked = interaction.message.id if interaction is not None and interaction.message is not None else None
         if clicked is not None and interaction is not None:
-            post_id = view.post_id
+            held = self._latest.get(clicked)
+            if held is None or (view.vote_count, view.quorum) >= (held.vote_count, held.quorum):
+                self._latest[clicked] = view
 
             async def edit_clicked() -> None:
-                fresh = await asyncio.to_thread(self.service.post_view, post_id)
+                fresh = self._latest.pop(clicked, view)
+                if fresh.revealed:
+                    fresh = await asyncio.to_thread(self.service.post_view, fresh.post_id)
                 await interaction.edit_original_response(embeds=render.render_post(fresh, with_files=False).embeds)
 
             self.refresher.request(("message", clicked), edit_clicked)
-        self.refresher.request(("item", view.item_id), lambda: self._refresh_item(view.item_id, clicked))
+        cached = self._item_posts.get(view.item_id)
+        if cached is not None and cached[0] > time.monotonic():
+            self._edit_others(cached[1], clicked)
+        else:
+            self.refresher.request(("item", view.item_id), lambda: self._refresh_item(view.item_id, clicked))
 
     async def _refresh_item(self, item_id: int, skip_message: int | None) -> None:
         posts = await asyncio.to_thread(self.service.posts_of_item, item_id)
-        for post in posts:
-            if post.platform != translate.PLATFORM or not post.message_id or not post.channel.isdigit():
+        where = [(p.id, int(p.channel), int(p.message_id)) for p in posts if p.platform == translate.PLATFORM
+                 and p.message_id and p.message_id.isdigit() and p.channel.isdigit()]
+        if len(self._item_posts) > 10000:
+            self._item_posts.clear()
+        self._item_posts[item_id] = (time.monotonic() + ITEM_POSTS_TTL, where)
+        self._edit_others(where, skip_message)
+
+    def _edit_others(self, where: list[tuple[int, int, int]], skip_message: int | None) -> None:
+        for post_id, channel, message in where:
+            if message == skip_message:
                 continue
-            if skip_message is not None and int(post.message_id) == skip_message:
-                continue
-            post_id, channel, message = post.id, int(post.channel), int(post.message_id)
 
             async def edit(post_id: int = post_id, channel: int = channel, message: int = message) -> None:
                 fresh = await asyncio.to_thread(self.service.post_view, post_id)
