@@ -33,6 +33,7 @@ COMPONENTS: dict[str, str] = {
     "web": "bot.web:start",
     "scheduler": "scheduler.app:start",
     "slack": "bot.adapters.slack.app:start",
+    "discord": "bot.adapters.discord.client:start",
 }
 
 

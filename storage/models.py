@@ -332,3 +332,17 @@ class FinetuneJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+class LinkCode(SQLModel, table=True):
+    """A one-time code tying two platform accounts to one annotator (`/label link`).
+
+    Only a hash of the code is stored, so a database dump cannot be used to hijack a pending link.
+    """
+
+    __tablename__ = "link_code"
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    annotator_id: int = Field(foreign_key="annotator.id", index=True)  # the issuing account's own row
+    expires_at: datetime
+    used_at: datetime | None = None
+    used_by_id: int | None = Field(default=None, foreign_key="annotator.id")
+    created_at: datetime = Field(default_factory=utcnow)

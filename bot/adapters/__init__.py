@@ -8,6 +8,7 @@ from collections.abc import Callable
 # platform -> "module:function"; function(settings, service, campaign, limit) -> number of items posted.
 POSTERS: dict[str, str] = {
     "slack": "bot.adapters.slack.poster:post_campaign",
+    "discord": "bot.adapters.discord.poster:post_campaign",
 }
 
 

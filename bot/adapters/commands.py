@@ -31,6 +31,7 @@ EVERYONE = {
     "stats": "campaign progress and agreement",
     "leaderboard": "model leaderboard (Bradley–Terry, 95% intervals)",
     "guidelines": "the labeling guidelines",
+    "link [CODE]": "link your Slack and Discord accounts (one person, one annotator)",
     "help": "this help",
 }
 ADMIN = {
@@ -125,6 +126,8 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
+    if sub == "link":
+        return _link(service, actor, rest)
     if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
                    "finetune"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
@@ -266,6 +269,20 @@ def _schedule_command(service: LabelingService, actor: Actor, platform: str, cha
         raise InvalidInput(f"I did not understand `{' '.join(positional)}`. " + SCHEDULE_USAGE)
     row = set_schedule(service.db, camp, action, raw, actor.key)
     return CommandReply(f"*{camp}*: {row.describe()}.", ephemeral=False)
+def _link(service: LabelingService, actor: Actor, rest: list[str]) -> CommandReply:
+    """`link` shows a one-time code; `link CODE` (on the other platform) ties the two accounts."""
+    from bot.core import linking
+
+    if len(rest) > 1:
+        raise InvalidInput("Usage: `/label link` to get a code, then `/label link CODE` on your other account.")
+    if rest:
+        return CommandReply(linking.redeem_code(service.db, actor, rest[0]).text)
+    issued = linking.issue_code(service.db, actor)
+    others = [f"{p}:{u}" for p, u in linking.linked_accounts(service.db, actor) if (p, u) != (actor.platform,
+                                                                                             actor.user_id)]
+    now_linked = f" Already linked: {', '.join(others)}." if others else ""
+    return CommandReply(f"Your link code is `{issued.code}` (valid 10 minutes, works once). On your other platform "
+                        f"run `/label link {issued.code}`; both accounts then count as one annotator.{now_linked}")
 
 
 def format_stats(st: CampaignStats, *, admin: bool = False) -> str:

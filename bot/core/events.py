@@ -18,6 +18,9 @@ class Actor:
     workspace: str
     user_id: str
     display_name: str | None = None
+    # Set only by an adapter from a verified platform payload: the platform itself says this person
+    # administers the space the command came from (Discord: Manage Server in a guild hosting a campaign).
+    platform_admin: bool = False
 
     @property
     def key(self) -> str:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+REASON_REQUEST = ("The votes on this item are split. If you voted, please reply here with a one-line reason "
+                  "for your choice; an admin will settle it.")
 
 
 def letter(index: int) -> str:

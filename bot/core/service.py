@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +17,15 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from bot.core import aggregate, sampling
-from bot.core.errors import CampaignPaused, ConflictError, InvalidInput, LimitReached, NotFound, PermissionDenied
+from bot.core.errors import (
+    CampaignPaused,
+    ConflictError,
+    InvalidInput,
+    LabelingError,
+    LimitReached,
+    NotFound,
+    PermissionDenied,
+)
 from bot.core.events import (
     MAX_CORRECTION_CHARS,
     MAX_REASON_CHARS,
@@ -135,8 +143,8 @@ class LabelingService:
     # ------------------------------------------------------------------ admin and campaigns
 
     def is_admin(self, actor: Actor) -> bool:
-        """Admins come from LABELBOT_ADMINS or the roles table; the local CLI operator always is one."""
-        if actor.platform == "cli" or (actor.platform, actor.user_id) in self.env_admins:
+        """Admins: LABELBOT_ADMINS, the roles table, a platform-verified admin flag; the local CLI operator always."""
+        if actor.platform == "cli" or actor.platform_admin or (actor.platform, actor.user_id) in self.env_admins:
             return True
         with self.db.read() as s:
             return q.has_role(s, actor.platform, actor.user_id)
@@ -419,10 +427,34 @@ class LabelingService:
     def cast_vote(self, event: VoteCast) -> VoteRecorded:
         """Record or change a vote. Replays (same delivery id) and double clicks add nothing."""
         choice = event.choice
-        if choice not in ("tie", "both_bad") and not (len(choice) == 1 and choice in LETTERS):
-            raise InvalidInput(f"Unknown choice {choice!r}.")
+        self._check_choice(choice)
         return self._record(event.actor, event.post_id, event.delivery_id, ("choice", choice),
                             reason=event.reason, scores=event.scores)
+
+    @staticmethod
+    def _check_choice(choice: str) -> None:
+        if choice not in ("tie", "both_bad") and not (len(choice) == 1 and choice in LETTERS):
+            raise InvalidInput(f"Unknown choice {choice!r}.")
+
+    def cast_votes(self, events: Sequence[VoteCast]) -> list[VoteRecorded | LabelingError]:
+        """Group commit: several votes in one transaction (one fsync), each in its own savepoint.
+
+        Results come back in order; a vote the core refuses gives its LabelingError and changes
+        nothing, the others still commit. Any other error aborts the whole batch (callers then fall
+        back to `cast_vote` one by one). Nothing is returned before the commit, as for `cast_vote`.
+        """
+        results: list[VoteRecorded | LabelingError] = []
+        with self.db.write() as s:
+            for event in events:
+                try:
+                    self._check_choice(event.choice)
+                    with s.begin_nested():
+                        results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
+                                                       ("choice", event.choice), reason=event.reason,
+                                                       scores=event.scores, batch=True))
+                except LabelingError as exc:
+                    results.append(exc)
+        return results
 
     def submit_ranking(self, event: RankingSubmitted) -> VoteRecorded:
         order = [o.strip().upper() for o in event.order]
@@ -465,71 +497,80 @@ class LabelingService:
 
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
-        """The vote path: one context query, Core writes, one commit (it is the hottest code we have)."""
+        with self.db.write() as s:
+            return self._record_in(s, actor, post_id, delivery_id, what, reason=reason, scores=scores)
+
+    def _record_in(self, s: Any, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
+                   reason: str | None = None, scores: dict[str, Any] | None = None,
+                   batch: bool = False) -> VoteRecorded:
+        """The vote path, inside the caller's transaction (`batch`: a savepoint of a group commit).
+
+        One context query, Core writes, one commit: it is the hottest code we have.
+        """
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")
-        with self.db.write() as s:
-            if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
+        if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
+            if not batch:
                 s.rollback()
-                return self._replayed(s, actor, post_id)
-            ctx = q.vote_context(s, post_id)
-            if ctx is None:
-                raise NotFound("That item is no longer available.")
-            if ctx.campaign_status != "active":
-                raise CampaignPaused(f"Campaign {ctx.name!r} is paused; votes are not being collected.")
-            perm = list(ctx.permutation)
-            outcome, ranking, winner, shown = self._canonical(what, perm)
-            clean_scores = self._validate_scores(ctx, scores) if scores else None
-            ann = self._annotator(s, actor)
-            existing = q.vote_row(s, ann, ctx.item_id)
-            quorum = ctx.overlap + ctx.extra_votes
-            previous_shown = self._shown_choice(existing, perm) if existing else None
-            if existing is None and ctx.status != "open":
-                raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
-            if existing is None and (ctx.daily_cap or (ctx.settings or {}).get("max_share")):
-                self._check_caps(s, SimpleNamespace(id=ctx.campaign_id, daily_cap=ctx.daily_cap,
-                                                    settings=ctx.settings), ann)
-            gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
-            changed = reached = extra = False
-            vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
-            if existing is None:
-                q.insert_vote(s, item_id=ctx.item_id, annotator_id=ann, post_id=post_id, outcome=outcome,
-                              ranking=ranking, winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
-                              guideline_version=ctx.guideline_version, delivery_id=delivery_id,
-                              is_gold_check=gold is not None, gold_correct=gold.correct if gold else None,
-                              latency_ms=_ms_since(ctx.post_created_at))
-                vote_count += 1
-                if vote_count >= quorum:
-                    votes = [_lite(v) for v in q.item_votes(s, ctx.item_id)]
-                    cons = aggregate.item_consensus(votes, len(perm))
-                    if cons.agreement < ctx.agreement_threshold and extra_votes < ctx.max_extra_votes:
-                        extra_votes += 1
-                        extra = True
-                        q.add_audit(s, "system", "item.extra_vote", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
-                                    agreement=round(cons.agreement, 3), extra_votes=extra_votes)
-                    else:
-                        status = "complete"
-                        reached = True
-                q.set_item_counters(s, ctx.item_id, vote_count=vote_count, extra_votes=extra_votes, status=status)
-            else:
-                values: dict[str, Any] = {}
-                if existing.outcome != outcome or (existing.ranking or None) != (ranking or None):
-                    changed = True
-                    q.add_audit(s, actor.key, "vote.change", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
-                                before={"outcome": existing.outcome, "ranking": existing.ranking},
-                                after={"outcome": outcome, "ranking": ranking}, post_id=post_id)
-                    values.update(outcome=outcome, ranking=ranking, winner=winner, shown_choice=shown,
-                                  post_id=post_id, guideline_version=ctx.guideline_version)
-                    if gold is not None:
-                        values["gold_correct"] = gold.correct
-                if reason is not None:
-                    values["reason"] = reason
-                if clean_scores:
-                    values["scores"] = {**(existing.scores or {}), **clean_scores}
-                if delivery_id:
-                    values["delivery_id"] = delivery_id
-                q.update_vote(s, existing.id, **values)
-            view = self._view_from(s, ctx, vote_count=vote_count, extra_votes=extra_votes, status=status)
+            return self._replayed(s, actor, post_id)
+        ctx = q.vote_context(s, post_id)
+        if ctx is None:
+            raise NotFound("That item is no longer available.")
+        if ctx.campaign_status != "active":
+            raise CampaignPaused(f"Campaign {ctx.name!r} is paused; votes are not being collected.")
+        perm = list(ctx.permutation)
+        outcome, ranking, winner, shown = self._canonical(what, perm)
+        clean_scores = self._validate_scores(ctx, scores) if scores else None
+        ann = self._annotator(s, actor)
+        existing = q.vote_row(s, ann, ctx.item_id)
+        quorum = ctx.overlap + ctx.extra_votes
+        previous_shown = self._shown_choice(existing, perm) if existing else None
+        if existing is None and ctx.status != "open":
+            raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
+        if existing is None and (ctx.daily_cap or (ctx.settings or {}).get("max_share")):
+            self._check_caps(s, SimpleNamespace(id=ctx.campaign_id, daily_cap=ctx.daily_cap,
+                                                settings=ctx.settings), ann)
+        gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
+        changed = reached = extra = False
+        vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
+        if existing is None:
+            q.insert_vote(s, item_id=ctx.item_id, annotator_id=ann, post_id=post_id, outcome=outcome,
+                          ranking=ranking, winner=winner, shown_choice=shown, scores=clean_scores, reason=reason,
+                          guideline_version=ctx.guideline_version, delivery_id=delivery_id,
+                          is_gold_check=gold is not None, gold_correct=gold.correct if gold else None,
+                          latency_ms=_ms_since(ctx.post_created_at))
+            vote_count += 1
+            if vote_count >= quorum:
+                votes = [_lite(v) for v in q.item_votes(s, ctx.item_id)]
+                cons = aggregate.item_consensus(votes, len(perm))
+                if cons.agreement < ctx.agreement_threshold and extra_votes < ctx.max_extra_votes:
+                    extra_votes += 1
+                    extra = True
+                    q.add_audit(s, "system", "item.extra_vote", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
+                                agreement=round(cons.agreement, 3), extra_votes=extra_votes)
+                else:
+                    status = "complete"
+                    reached = True
+            q.set_item_counters(s, ctx.item_id, vote_count=vote_count, extra_votes=extra_votes, status=status)
+        else:
+            values: dict[str, Any] = {}
+            if existing.outcome != outcome or (existing.ranking or None) != (ranking or None):
+                changed = True
+                q.add_audit(s, actor.key, "vote.change", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
+                            before={"outcome": existing.outcome, "ranking": existing.ranking},
+                            after={"outcome": outcome, "ranking": ranking}, post_id=post_id)
+                values.update(outcome=outcome, ranking=ranking, winner=winner, shown_choice=shown,
+                              post_id=post_id, guideline_version=ctx.guideline_version)
+                if gold is not None:
+                    values["gold_correct"] = gold.correct
+            if reason is not None:
+                values["reason"] = reason
+            if clean_scores:
+                values["scores"] = {**(existing.scores or {}), **clean_scores}
+            if delivery_id:
+                values["delivery_id"] = delivery_id
+            q.update_vote(s, existing.id, **values)
+        view = self._view_from(s, ctx, vote_count=vote_count, extra_votes=extra_votes, status=status)
         ask = extra and (ctx.settings or {}).get("ask_reason_on_split", True)
         return VoteRecorded(post=view, choice=shown, changed=changed, previous=previous_shown, replay=False,
                             reached_quorum=reached, extra_vote_requested=extra, gold=gold, ask_reason=bool(ask))

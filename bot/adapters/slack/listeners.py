@@ -24,7 +24,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.adapters import commands
 from bot.config import Settings
 from bot.core.errors import LabelingError
-from bot.core.replies import PostView
+from bot.core.replies import REASON_REQUEST, PostView
 from bot.core.service import LabelingService
 
 from . import render, translate
@@ -281,7 +281,7 @@ class SlackHandlers:
                 continue
             try:
                 await self.client.chat_postMessage(channel=post.channel, thread_ts=post.message_id,
-                                                   text=render.REASON_REQUEST)
+                                                   text=REASON_REQUEST)
             except SlackApiError as exc:
                 log.warning("asking for reasons on post %s failed: %s", post.id, exc.response.get("error"))
 

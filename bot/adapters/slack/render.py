@@ -288,10 +288,6 @@ def long_text_messages(title: str, text: str) -> list[tuple[str, list[dict[str, 
 # ----------------------------------------------------------------------------------------- confirmations
 
 
-REASON_REQUEST = ("The votes on this item are split. If you voted, please reply here with a one-line reason "
-                  "for your choice; an admin will settle it.")
-
-
 def vote_confirmation(rec: VoteRecorded) -> tuple[str, list[dict[str, Any]]]:
     """The private confirmation sent once the vote is committed."""
     lines = [f":white_check_mark: {rec.summary}"]
