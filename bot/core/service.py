@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.core import aggregate, sampling
+from bot.core import aggregate, hooks, sampling
 from bot.core.errors import CampaignPaused, ConflictError, InvalidInput, LimitReached, NotFound, PermissionDenied
 from bot.core.events import (
     MAX_CORRECTION_CHARS,
@@ -465,6 +465,20 @@ class LabelingService:
 
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
+        """Write one vote while shutdown can see it in flight, then tell the observers (metrics)."""
+        try:
+            with hooks.vote_in_flight():
+                result = self._write_vote(actor, post_id, delivery_id, what, reason=reason, scores=scores)
+        except Exception:  # refused (LabelingError) or failed: either way no vote was written
+            hooks.vote_observed(actor.platform, "rejected")
+            raise
+        kind = ("replay" if result.replay else "changed" if result.changed
+                else "unchanged" if result.previous is not None else "new")
+        hooks.vote_observed(actor.platform, kind)
+        return result
+
+    def _write_vote(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
+                    reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
         """The vote path: one context query, Core writes, one commit (it is the hottest code we have)."""
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")

@@ -1,0 +1,63 @@
+"""Observer hooks on the vote path, so operations code (metrics, graceful shutdown) can watch votes
+without the core importing it: `bot.metrics` registers a callback here, `bot.server` waits on
+`wait_idle` before stopping the bots. Callbacks must be cheap; one that raises is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("labelbot.core.hooks")
+
+# (platform, kind) with kind: new | changed | unchanged | replay | rejected
+VoteObserver = Callable[[str, str], None]
+_observers: list[VoteObserver] = []
+_idle = threading.Condition()
+_in_flight = 0
+
+
+def add_vote_observer(fn: VoteObserver) -> None:
+    """Call `fn(platform, kind)` after every vote attempt (idempotent per function)."""
+    if fn not in _observers:
+        _observers.append(fn)
+
+
+def remove_vote_observer(fn: VoteObserver) -> None:
+    if fn in _observers:
+        _observers.remove(fn)
+
+
+def vote_observed(platform: str, kind: str) -> None:
+    for fn in list(_observers):
+        try:
+            fn(platform, kind)
+        except Exception:  # an observer must never break a vote
+            log.exception("vote observer failed")
+
+
+@contextmanager
+def vote_in_flight() -> Iterator[None]:
+    """Mark a vote as being written, so shutdown can wait for it to commit."""
+    global _in_flight
+    with _idle:
+        _in_flight += 1
+    try:
+        yield
+    finally:
+        with _idle:
+            _in_flight -= 1
+            if _in_flight == 0:
+                _idle.notify_all()
+
+
+def votes_in_flight() -> int:
+    return _in_flight
+
+
+def wait_idle(timeout: float) -> bool:
+    """Block until no vote is being written (True) or `timeout` seconds passed (False)."""
+    with _idle:
+        return _idle.wait_for(lambda: _in_flight == 0, timeout=timeout)
