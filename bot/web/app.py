@@ -258,6 +258,7 @@ class Dashboard:
             comparison = data.method_comparison(jobs or [])
             return {"stats": stats, "quality": self.data.quality(name),
                     "votes_per_day": self.data.votes_per_day(name, 30), "exports": self.data.exports(name),
+                    "flags": self.data.flags(name),
                     "finetune": jobs, "comparison": comparison,
                     "comparison_png": any("eval_accuracy" in r for r in comparison),
                     "job_runs": self.data.job_runs(name, 20)}

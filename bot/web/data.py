@@ -23,7 +23,7 @@ from bot.core.errors import NotFound
 from bot.logging_setup import Redactor
 from storage import queries as q
 from storage.db import Database
-from storage.models import Campaign, ExportRecord, Item, Vote
+from storage.models import Campaign, ExportRecord, Flag, Item, Vote
 
 FINETUNE_COLUMNS = ("id", "method", "variant", "backend", "status", "export_format", "export_version", "base_model",
                     "metrics", "artifact_path", "error", "created_at", "started_at", "finished_at")
@@ -142,6 +142,23 @@ class DashboardData:
         counts = {str(d)[:10]: int(n) for d, n in rows}
         return [((start + timedelta(days=i)).isoformat(), counts.get((start + timedelta(days=i)).isoformat(), 0))
                 for i in range(days)]
+
+    def flags(self, name: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Items people flagged (any status), most flagged first, with their latest reasons."""
+        with self.db.read() as s:
+            camp = q.campaign_by_name(s, name)
+            if camp is None:
+                raise NotFound(f"No campaign named {name!r}.")
+            rows = s.exec(select(Item.external_id, Item.status, Flag.reason, Flag.created_at)
+                          .join(Flag, Flag.item_id == Item.id).where(Item.campaign_id == camp.id)
+                          .order_by(Flag.created_at.desc())).all()
+        out: dict[str, dict[str, Any]] = {}
+        for ext, status, reason, _at in rows:
+            entry = out.setdefault(ext, {"item": ext, "status": status, "flags": 0, "reasons": []})
+            entry["flags"] += 1
+            if reason and len(entry["reasons"]) < 3:
+                entry["reasons"].append(reason[:300])
+        return sorted(out.values(), key=lambda e: -e["flags"])[:limit]
 
     def exports(self, name: str) -> list[ExportView]:
         with self.db.read() as s:
