@@ -130,7 +130,7 @@ class Dashboard:
 
     def login_page(self, *, error: str | None = None, status: int = 401, next_path: str = "/dashboard") -> web.Response:
         return self.page("login.html", status=status, error=error, next=next_path, signed_in=False,
-                         token_configured=self.settings.labelbot_dashboard_token is not None)
+                         token_configured=auth.admin_token_set(self.settings))
 
     def error_page(self, who: str, status: int, title: str, message: str) -> web.Response:
         return self.page("error.html", status=status, title=title, message=message, signed_in=True, who=who)

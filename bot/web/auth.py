@@ -101,6 +101,12 @@ def make_session(key: bytes, subject: str, *, now: float | None = None) -> str:
     return sign(key, {"p": "session", "sub": subject, "exp": int(now) + SESSION_TTL_S})
 
 
+def admin_token_set(settings: Settings) -> bool:
+    """LABELBOT_DASHBOARD_TOKEN is set and not empty (`.env.example` leaves it empty)."""
+    token = settings.labelbot_dashboard_token
+    return token is not None and bool(token.get_secret_value())
+
+
 def token_matches(settings: Settings, offered: str) -> bool:
     """Constant-time comparison with LABELBOT_DASHBOARD_TOKEN (False when it is not set)."""
     configured = settings.labelbot_dashboard_token

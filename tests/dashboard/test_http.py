@@ -221,3 +221,28 @@ async def test_metrics_count_votes_requests_and_operations(live: Live):
     assert sample(after, "labelbot_http_request_duration_seconds_count", method="GET", route="/metrics") >= 1
     assert sample(after, "labelbot_http_requests_total", method="POST", route="unmatched", status="4xx") >= 1
     assert sample(after, "labelbot_votes_in_flight") == 0
+
+
+async def test_empty_admin_token_never_matches_and_no_secret_locks_everything(sqlite_url: str, tmp_path):
+    from .conftest import free_port, serving, settings_for
+
+    port = free_port()
+    cfg = settings_for(sqlite_url, port, labelbot_dashboard_token="")  # what .env.example leaves
+    async with serving(cfg, port), client() as http:
+        r = await http.get(f"http://127.0.0.1:{port}/dashboard/login")
+        assert r.status == 200 and 'name="token"' not in await r.text()
+        r = await http.post(f"http://127.0.0.1:{port}/dashboard/login", data={"token": ""}, allow_redirects=False)
+        assert r.status == 401
+        r = await http.get(f"http://127.0.0.1:{port}/dashboard", headers={"Authorization": "Bearer "})
+        assert r.status == 401
+    # no secret at all: no link can be minted and nothing signs in
+    bare = Settings(_env_file=None, database_url=sqlite_url, labelbot_admins="slack:UADMIN",
+                    labelbot_public_url="http://127.0.0.1:1")
+    assert auth.signing_key(bare) is None
+    from bot.core.service import LabelingService
+    from storage.db import Database
+
+    db = Database(sqlite_url)
+    reply = handle(LabelingService(db, bare.admins), bare, Actor("slack", "T1", "UADMIN"), "dashboard")
+    db.dispose()
+    assert not reply.ok and "LABELBOT_DASHBOARD_TOKEN" in reply.text
