@@ -261,7 +261,7 @@ class Dashboard:
                     "flags": self.data.flags(name),
                     "finetune": jobs, "comparison": comparison,
                     "comparison_png": any("eval_accuracy" in r for r in comparison),
-                    "job_runs": self.data.job_runs(name, 20)}
+                    "job_runs": self.data.job_runs(name, 20), "age_s": self.data.computed_at("quality", name)}
 
         try:
             values = await asyncio.to_thread(load)

@@ -8,6 +8,7 @@ are rendered, and free text (errors) goes through the log redactor: no secret re
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from bot.logging_setup import Redactor
 from storage import queries as q
 from storage.db import Database
 from storage.models import Campaign, ExportRecord, Flag, Item, Vote
+
+log = logging.getLogger("labelbot.web")
 
 FINETUNE_COLUMNS = ("id", "method", "variant", "backend", "status", "export_format", "export_version", "base_model",
                     "metrics", "artifact_path", "error", "created_at", "started_at", "finished_at")
@@ -64,10 +67,13 @@ class ExportView:
 class DashboardData:
     """Read-side queries of the dashboard, with a short cache for the expensive per-campaign reports."""
 
-    def __init__(self, db: Database, *, redactor: Redactor | None = None, cache_s: float = 10.0) -> None:
+    def __init__(self, db: Database, *, redactor: Redactor | None = None, cache_s: float = 10.0,
+                 max_stale_s: float = 600.0) -> None:
         self.db = db
         self.redact = redactor or Redactor()
         self.cache_s = cache_s
+        self.max_stale_s = max_stale_s
+        self._refreshing: set[tuple[str, str]] = set()
         self._tables: dict[str, Table | None] = {}
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
         self._lock = threading.Lock()
@@ -85,13 +91,37 @@ class DashboardData:
             return self._tables[name]
 
     def _cached(self, kind: str, key: str, fn: Any) -> Any:
+        """Fresh for `cache_s`; then served stale (up to `max_stale_s`) while one thread recomputes it, so
+        only the first view of a big campaign waits for the reports (seconds at 100k votes)."""
         now = time.monotonic()
         hit = self._cache.get((kind, key))
         if hit and now - hit[0] < self.cache_s:
             return hit[1]
+        if hit and now - hit[0] < self.max_stale_s:
+            with self._lock:
+                start = (kind, key) not in self._refreshing
+                self._refreshing.add((kind, key))
+            if start:
+                threading.Thread(target=self._refresh, args=(kind, key, fn), daemon=True,
+                                 name=f"dashboard-{kind}").start()
+            return hit[1]
         value = fn()
-        self._cache[(kind, key)] = (now, value)
+        self._cache[(kind, key)] = (time.monotonic(), value)
         return value
+
+    def _refresh(self, kind: str, key: str, fn: Any) -> None:
+        try:
+            self._cache[(kind, key)] = (time.monotonic(), fn())
+        except Exception:
+            log.exception("dashboard: could not refresh the %s report of %s", kind, key)
+        finally:
+            with self._lock:
+                self._refreshing.discard((kind, key))
+
+    def computed_at(self, kind: str, key: str) -> float | None:
+        """Seconds since the cached report was computed (None when not cached)."""
+        hit = self._cache.get((kind, key))
+        return None if hit is None else time.monotonic() - hit[0]
 
     # -------------------------------------------------------------- pages
 
