@@ -160,7 +160,8 @@ class Dashboard:
         still_admin = await asyncio.to_thread(self.ctx.service.is_admin, Actor(platform, "", user))
         return subject if still_admin else None
 
-    def start_session(self, subject: str, next_path: str) -> web.Response:
+    def start_session(self, subject: str, next_path: str) -> web.HTTPSeeOther:
+        """A redirect that sets the session cookie (raise it)."""
         assert self.key is not None
         resp = web.HTTPSeeOther(safe_next(next_path))
         resp.set_cookie(auth.COOKIE, auth.make_session(self.key, subject), max_age=auth.SESSION_TTL_S,
@@ -178,7 +179,7 @@ class Dashboard:
         next_path = safe_next(str(form.get("next", "")))
         if self.key is not None and auth.token_matches(self.settings, str(form.get("token", ""))):
             log.info("dashboard sign-in with the admin token")
-            return self.start_session("admin token", next_path)
+            raise self.start_session("admin token", next_path)
         await asyncio.sleep(0.3)  # slows guessing; the comparison itself is constant-time
         return self.login_page(error="That token is not right.", next_path=next_path)
 
@@ -211,7 +212,7 @@ class Dashboard:
         except LabelingError as exc:
             return self.login_page(error=exc.message)
         log.info("dashboard sign-in by link", extra={"subject": subject})
-        return self.start_session(subject, next_path)
+        raise self.start_session(subject, next_path)
 
     def _redeem(self, subject: str, nonce: str) -> None:
         """Claim the link's nonce once (atomic insert), for someone who is still an admin."""
@@ -229,7 +230,7 @@ class Dashboard:
         resp = web.HTTPSeeOther("/dashboard/login")
         resp.del_cookie(auth.COOKIE, path="/")
         security_headers(resp)
-        return resp
+        raise resp
 
     async def guard(self, request: web.Request) -> str:
         who = await self.who(request)
