@@ -126,9 +126,11 @@ def seed(db: Database, export_dir: Path) -> dict[str, Any]:
 
     export = export_campaign(db, "arena", "trl", export_dir / "arena" / "trl")
     insp = inspect(db.engine)
+    created = []
     with db.engine.begin() as conn:
         for name, ddl in OPTIONAL_DDL.items():
             if not insp.has_table(name):
+                created.append(name)
                 pk = "SERIAL PRIMARY KEY" if db.engine.dialect.name == "postgresql" else "INTEGER PRIMARY KEY"
                 conn.execute(text(ddl.format(pk=pk)))
         camp_id = conn.execute(text("SELECT id FROM campaign WHERE name = 'arena'")).scalar_one()
@@ -144,7 +146,15 @@ def seed(db: Database, export_dir: Path) -> dict[str, Any]:
                error=LEAKY_ERROR, metrics={}, created_at=now)
     insert_row(db, "job_run", job_id="export:arena", slot=now, status="done", owner="host-1", attempts=1,
                started_at=now, finished_at=now, result={"rows": export.rows})
-    return {"votes": votes, "export": export, "service": service, "split_post": views[0].post_id}
+    return {"votes": votes, "export": export, "service": service, "split_post": views[0].post_id,
+            "created_tables": created}
+
+
+def drop_created(db: Database, seeded: dict[str, Any]) -> None:
+    """Drop the stand-in tables again: the PostgreSQL test database outlives the test (schema tests follow)."""
+    with db.engine.begin() as conn:
+        for name in seeded.get("created_tables", []):
+            conn.execute(text(f'DROP TABLE IF EXISTS "{name}"'))
 
 
 def _models_of(db: Database, post_id: int) -> dict[str, str]:
@@ -188,6 +198,9 @@ async def live(db_url: str, tmp_path: Path) -> AsyncIterator[Live]:
     seeded = await asyncio.to_thread(seed, db, tmp_path / "exports")
     port = free_port()
     cfg = settings_for(db_url, port)
-    async with serving(cfg, port) as ctx:
-        yield Live(f"http://127.0.0.1:{port}", port, cfg, ctx, db, seeded)
-    db.dispose()
+    try:
+        async with serving(cfg, port) as ctx:
+            yield Live(f"http://127.0.0.1:{port}", port, cfg, ctx, db, seeded)
+    finally:
+        drop_created(db, seeded)
+        db.dispose()

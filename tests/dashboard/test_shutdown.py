@@ -18,7 +18,7 @@ from storage import queries as q
 from storage.db import Database
 from storage.models import Post, Vote
 
-from .conftest import free_port, seed, serving, settings_for
+from .conftest import drop_created, free_port, seed, serving, settings_for
 
 
 async def test_in_flight_request_and_vote_finish_before_components_stop(db_url: str, tmp_path: Path,
@@ -29,6 +29,14 @@ async def test_in_flight_request_and_vote_finish_before_components_stop(db_url: 
     slow_component.EVENTS.clear()
     db = Database(db_url)
     seeded = await asyncio.to_thread(seed, db, tmp_path / "exports")
+    try:
+        await _shutdown_scenario(db, db_url, seeded, slow_component)
+    finally:
+        drop_created(db, seeded)
+        db.dispose()
+
+
+async def _shutdown_scenario(db: Database, db_url: str, seeded: dict, slow_component) -> None:  # type: ignore[no-untyped-def]
     post_id = seeded["split_post"]
     with db.read() as s:
         item_id = s.get(Post, post_id).item_id
@@ -69,4 +77,3 @@ async def test_in_flight_request_and_vote_finish_before_components_stop(db_url: 
     assert events["request finished"] <= events["component stopped"]
     with db.read() as s:
         assert s.query(Vote).filter(Vote.post_id == post_id).count() == 4
-    db.dispose()
