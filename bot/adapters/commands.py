@@ -162,7 +162,11 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "dashboard":
         from bot.web.auth import make_signin_link
 
-        link = make_signin_link(settings, actor.key)
+        # someone admin only by the platform's word (e.g. a Discord server administrator) cannot be re-checked
+        # from the web, so the signed link carries that claim; everyone else is re-checked on every page
+        vouched = bool(getattr(actor, "platform_admin", False)) and not service.is_admin(
+            Actor(actor.platform, actor.workspace, actor.user_id))
+        link = make_signin_link(settings, actor.key, platform_admin=vouched)
         with service.db.write() as s:
             q.add_audit(s, actor.key, "dashboard.link")  # never the link itself: it is a credential
         return CommandReply(f"Your dashboard sign-in link (works once, for {link.expires_in_s // 60} minutes; "

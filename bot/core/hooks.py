@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 log = logging.getLogger("labelbot.core.hooks")
 
@@ -51,6 +52,35 @@ def vote_in_flight() -> Iterator[None]:
             _in_flight -= 1
             if _in_flight == 0:
                 _idle.notify_all()
+
+
+def vote_kind(result: Any) -> str:
+    """new | changed | unchanged | replay, from a VoteRecorded."""
+    if result.replay:
+        return "replay"
+    if result.changed:
+        return "changed"
+    return "unchanged" if result.previous is not None else "new"
+
+
+@contextmanager
+def tracked_vote(platform: str) -> Iterator[Callable[[Any], Any]]:
+    """Wrap one vote write: in flight while inside, then observed with its kind (`rejected` when it
+    raised). Usage: `with tracked_vote(p) as done: return done(write_the_vote())`."""
+    results: list[Any] = []
+
+    def done(result: Any) -> Any:
+        results.append(result)
+        return result
+
+    with vote_in_flight():
+        try:
+            yield done
+        except Exception:  # refused (LabelingError) or failed: either way no vote was written
+            vote_observed(platform, "rejected")
+            raise
+    if results:
+        vote_observed(platform, vote_kind(results[0]))
 
 
 def votes_in_flight() -> int:

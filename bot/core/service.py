@@ -466,16 +466,8 @@ class LabelingService:
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
         """Write one vote while shutdown can see it in flight, then tell the observers (metrics)."""
-        try:
-            with hooks.vote_in_flight():
-                result = self._write_vote(actor, post_id, delivery_id, what, reason=reason, scores=scores)
-        except Exception:  # refused (LabelingError) or failed: either way no vote was written
-            hooks.vote_observed(actor.platform, "rejected")
-            raise
-        kind = ("replay" if result.replay else "changed" if result.changed
-                else "unchanged" if result.previous is not None else "new")
-        hooks.vote_observed(actor.platform, kind)
-        return result
+        with hooks.tracked_vote(actor.platform) as done:
+            return done(self._write_vote(actor, post_id, delivery_id, what, reason=reason, scores=scores))
 
     def _write_vote(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                     reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:

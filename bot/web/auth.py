@@ -83,8 +83,12 @@ class SignInLink:
     expires_in_s: int
 
 
-def make_signin_link(settings: Settings, actor_key: str, *, now: float | None = None) -> SignInLink:
-    """A one-time link to the dashboard for the admin `actor_key` (platform:workspace:user)."""
+def make_signin_link(settings: Settings, actor_key: str, *, platform_admin: bool = False,
+                     now: float | None = None) -> SignInLink:
+    """A one-time link to the dashboard for the admin `actor_key` (platform:user).
+
+    `platform_admin`: the platform itself vouched for this person (e.g. a Discord server administrator),
+    which the dashboard cannot re-check later, so the signed token carries the claim."""
     key = signing_key(settings)
     if key is None:
         raise InvalidInput("The dashboard has no signing secret: set LABELBOT_DASHBOARD_TOKEN.")
@@ -92,13 +96,19 @@ def make_signin_link(settings: Settings, actor_key: str, *, now: float | None = 
     if not base.startswith(("http://", "https://")):
         raise InvalidInput("Set LABELBOT_PUBLIC_URL (the dashboard's public base URL, e.g. https://labelbot.example.com).")
     now = time.time() if now is None else now
-    token = sign(key, {"p": "signin", "sub": actor_key, "n": secrets.token_urlsafe(12), "exp": int(now) + SIGNIN_TTL_S})
+    payload = {"p": "signin", "sub": actor_key, "n": secrets.token_urlsafe(12), "exp": int(now) + SIGNIN_TTL_S}
+    if platform_admin:
+        payload["pa"] = 1
+    token = sign(key, payload)
     return SignInLink(f"{base}/dashboard/signin?t={token}", token, SIGNIN_TTL_S)
 
 
-def make_session(key: bytes, subject: str, *, now: float | None = None) -> str:
+def make_session(key: bytes, subject: str, *, platform_admin: bool = False, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    return sign(key, {"p": "session", "sub": subject, "exp": int(now) + SESSION_TTL_S})
+    payload: dict[str, Any] = {"p": "session", "sub": subject, "exp": int(now) + SESSION_TTL_S}
+    if platform_admin:
+        payload["pa"] = 1
+    return sign(key, payload)
 
 
 def admin_token_set(settings: Settings) -> bool:

@@ -168,6 +168,12 @@ async def test_signin_link_is_one_time_expires_and_is_admin_only(live: Live):
         stranger = auth.make_signin_link(live.settings, "slack:U1").token
         r = await http.post(live.base + "/dashboard/signin", data={"t": stranger}, allow_redirects=False)
         assert r.status == 401
+        # someone the platform vouched for (a Discord server administrator) signs in on the signed claim
+        vouched = auth.make_signin_link(live.settings, "discord:4242", platform_admin=True).token
+        r = await http.post(live.base + "/dashboard/signin", data={"t": vouched}, allow_redirects=False)
+        assert r.status == 303
+        r = await http.get(live.base + "/dashboard")
+        assert r.status == 200 and "discord:4242" in await r.text()
     with live.db.read() as s:
         from storage.models import AuditLog
 
