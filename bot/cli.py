@@ -19,6 +19,9 @@ app = typer.Typer(help="labelbot: RLHF preference labeling in Slack and Discord.
                   pretty_exceptions_enable=False)
 campaign_app = typer.Typer(help="Create and manage labeling campaigns.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
+schedule_app = typer.Typer(help="Schedules per campaign: posting, exports, fine-tune triggers; the run ledger.",
+                           no_args_is_help=True)
+app.add_typer(schedule_app, name="schedule")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -290,18 +293,30 @@ def import_items(
 @app.command()
 def export(
     campaign: Annotated[str, typer.Option(help="Campaign to export")],
-    format: Annotated[str, typer.Option("--format", help="trl | trl-conversational | votes")] = "trl",
+    format: Annotated[str, typer.Option("--format", help="trl | trl-conversational | reward | kto | sft | "
+                                        "correction-pairs | hh | openai-preference | votes")] = "trl",
     out: Annotated[Path, typer.Option(help="Dataset folder; each run writes a new version folder vN inside")] = Path(
         "exports"),
     test_fraction: Annotated[float, typer.Option(help="Share of items in the test split")] = 0.1,
+    incremental: Annotated[bool, typer.Option("--incremental/--cumulative",
+                                              help="Only what is new since the last version (default: everything)")
+                           ] = False,
+    balance_length: Annotated[bool, typer.Option(
+        help="Subsample pairs so the chosen answer is as often shorter as longer")] = False,
 ) -> None:
     """Export a versioned dataset (JSONL + Parquet, manifest, deterministic split by item)."""
     from scheduler.export import export_campaign
 
     svc = service()
     with console.status("exporting..."):
-        res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction))
-    console.print(f"Wrote {res.rows} rows ({res.train_rows} train / {res.test_rows} test) to [bold]{res.path}[/]")
+        res = run(lambda: export_campaign(svc.db, campaign, format, out, test_fraction=test_fraction,
+                                          incremental=incremental, balance_length=balance_length))
+    if not res.created:
+        console.print(f"Nothing new since version {res.version} ([bold]{res.path}[/]); no new version written.")
+        return
+    mode = "incremental" if incremental else "cumulative"
+    console.print(f"Wrote {res.rows} rows ({res.train_rows} train / {res.test_rows} test, {mode}) to "
+                  f"[bold]{res.path}[/]")
 
 
 @app.command()
@@ -363,6 +378,339 @@ def post(
             fail(f"this build of labelbot cannot post to {target}")
         count = run(lambda target=target: poster(target)(cfg, svc, campaign, limit))
         console.print(f"Posted {count} item(s) of [bold]{campaign}[/] to {target}.")
+
+
+# ----------------------------------------------------------------------------------------- schedules
+
+
+def _schedule_set(campaign: str, kind: str, raw: dict) -> None:
+    from scheduler.schedules import set_schedule
+
+    svc = service()
+    row = run(lambda: set_schedule(svc.db, campaign, kind, {k: v for k, v in raw.items() if v is not None},
+                                   cli_actor().key))
+    console.print(f"[bold]{campaign}[/]: {row.describe()} (job {row.job_id}).")
+
+
+@schedule_app.command("post")
+def schedule_post(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    count: Annotated[int, typer.Option(help="Items to post each period")],
+    every: Annotated[str, typer.Option(help="Period: 30m, 2h, 1d ...")],
+    quiet: Annotated[str | None, typer.Option(help="Quiet hours with no posting, e.g. 22:00-07:00")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the quiet hours (IANA name)")] = "UTC",
+    platform: Annotated[list[str] | None, typer.Option(help="slack / discord (default: every configured one)")] = None,
+) -> None:
+    """Post N items per period to the campaign's channels."""
+    _schedule_set(campaign, "post", {"count": count, "every": every, "quiet": quiet, "tz": tz,
+                                     "platforms": platform or None})
+
+
+@schedule_app.command("export")
+def schedule_export(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    every: Annotated[str | None, typer.Option(help="Period: 6h, 1d ...")] = None,
+    cron: Annotated[str | None, typer.Option(help="Crontab instead of a period, e.g. '0 2 * * *'")] = None,
+    formats: Annotated[str, typer.Option(help="Comma-separated export formats")] = "trl",
+    incremental: Annotated[bool, typer.Option("--incremental/--cumulative", help="What each version holds")] = True,
+    out: Annotated[str | None, typer.Option(help="Export folder (default LABELBOT_EXPORT_DIR)")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Export datasets on a cadence (a new version folder per run)."""
+    _schedule_set(campaign, "export", {"every": every, "cron": cron, "formats": formats, "incremental": incremental,
+                                       "out": out, "tz": tz})
+
+
+@schedule_app.command("finetune")
+def schedule_finetune(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    methods: Annotated[str, typer.Option(help="Comma-separated: dpo, reward, sft")] = "dpo",
+    threshold: Annotated[int | None, typer.Option(help="New consensus pairs needed since the last fine-tune")] = None,
+    every: Annotated[str | None, typer.Option(help="How often to check the threshold (default 15m)")] = None,
+    cron: Annotated[str | None, typer.Option(help="Check on a crontab instead, e.g. '0 3 * * 0'")] = None,
+    backend: Annotated[str, typer.Option(help="local | command")] = "local",
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Fine-tune when enough new consensus pairs arrived (each export version trains once per method)."""
+    _schedule_set(campaign, "finetune", {"methods": methods, "threshold": threshold, "every": every, "cron": cron,
+                                         "backend": backend, "tz": tz})
+
+
+@schedule_app.command("duel")
+def schedule_duel(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    prompts: Annotated[Path, typer.Option(help="Prompts file (JSONL or text), drawn in order, each asked once")],
+    count: Annotated[int, typer.Option(help="Prompts per round")] = 20,
+    every: Annotated[str | None, typer.Option(help="Period: 1d, 1w ...")] = None,
+    cron: Annotated[str | None, typer.Option(help="Crontab instead of a period")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of the cron expression")] = "UTC",
+) -> None:
+    """Each round, the newest DPO/SFT model answers fresh prompts against the previous one."""
+    if not prompts.is_file():
+        fail(f"no such prompts file: {prompts}")
+    _schedule_set(campaign, "duel", {"prompts": str(prompts.resolve()), "count": count, "every": every,
+                                     "cron": cron, "tz": tz})
+
+
+@schedule_app.command("off")
+def schedule_off(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune | duel")],
+) -> None:
+    """Turn one of a campaign's schedules off."""
+    from scheduler.schedules import disable_schedule
+
+    svc = service()
+    changed = run(lambda: disable_schedule(svc.db, campaign, kind, cli_actor().key))
+    console.print(f"{kind} schedule of [bold]{campaign}[/] " + ("turned off." if changed else "was not on."))
+
+
+@schedule_app.command("show")
+def schedule_show(
+    campaign: Annotated[str | None, typer.Option(help="Campaign (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List schedules."""
+    from scheduler.schedules import list_schedules
+
+    svc = service()
+    rows = run(lambda: list_schedules(svc.db, campaign))
+    if as_json:
+        print(json.dumps([{"campaign": r.campaign, "kind": r.kind, "enabled": r.enabled, "job_id": r.job_id,
+                           "spec": r.spec} for r in rows]))
+        return
+    if not rows:
+        console.print("No schedules.")
+        return
+    table = Table("campaign", "kind", "on", "schedule")
+    for r in rows:
+        table.add_row(r.campaign, r.kind, "yes" if r.enabled else "no", r.describe())
+    console.print(table)
+
+
+@schedule_app.command("runs")
+def schedule_runs(
+    campaign: Annotated[str | None, typer.Option(help="Campaign (default: all)")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs")] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The run ledger: each scheduled slot and how it went."""
+    from scheduler.ledger import Ledger
+
+    svc = service()
+    runs = [r for r in Ledger(svc.db).runs(limit=max(1, limit) * (20 if campaign else 1))
+            if campaign is None or r.job_id.split(":", 1)[1] == campaign][:limit]
+    if as_json:
+        print(json.dumps([{"job": r.job_id, "slot": r.slot.isoformat(), "status": r.status, "attempts": r.attempts,
+                           "started": r.started_at.isoformat(),
+                           "finished": r.finished_at.isoformat() if r.finished_at else None,
+                           "error": (r.error or "").splitlines()[0] if r.error else None, "result": r.result}
+                          for r in runs]))
+        return
+    table = Table("job", "slot (UTC)", "status", "attempts", "error")
+    for r in runs:
+        table.add_row(r.job_id, r.slot.strftime("%Y-%m-%d %H:%M:%S"), r.status, str(r.attempts),
+                      (r.error or "").splitlines()[0][:80] if r.error else "")
+    console.print(table)
+
+
+@schedule_app.command("run-now")
+def schedule_run_now(
+    campaign: Annotated[str, typer.Option(help="Campaign")],
+    kind: Annotated[str, typer.Argument(help="post | export | finetune | duel")],
+) -> None:
+    """Run a campaign's job once now (recorded in the run ledger like a scheduled slot)."""
+    from scheduler.app import SchedulerApp
+    from scheduler.schedules import KINDS
+
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    app_ = SchedulerApp(settings(), svc.db, service=svc)
+    row = app_.run_now(kind, campaign)
+    if row.status == "failed":
+        fail(f"{kind} run failed: {(row.error or '').splitlines()[0]}")
+    console.print(f"{kind} of [bold]{campaign}[/]: {row.status} {json.dumps(row.result)}", highlight=False)
+# ----------------------------------------------------------------------------------------- fine-tuning / generation
+
+finetune_app = typer.Typer(help="Fine-tune reward, DPO and SFT models on exports; compare variants; list jobs.",
+                           invoke_without_command=True)
+app.add_typer(finetune_app, name="finetune")
+
+
+def _train_args(epochs: float | None, max_steps: int | None, lr: float | None, extra: str) -> list[str]:
+    import shlex
+
+    args: list[str] = []
+    if epochs is not None:
+        args += ["--epochs", str(epochs)]
+    if max_steps is not None:
+        args += ["--max-steps", str(max_steps)]
+    if lr is not None:
+        args += ["--lr", str(lr)]
+    try:
+        return args + shlex.split(extra)
+    except ValueError as exc:
+        fail(f"--train-args: {exc}")
+        raise
+
+
+def _show_job(job) -> None:  # type: ignore[no-untyped-def]
+    table = Table(show_header=False)
+    for key, value in [("job", job.id), ("status", job.status), ("method", f"{job.method} ({job.variant})"),
+                       ("backend", job.backend), ("export", job.export_path), ("base model", job.base_model),
+                       ("exit code", job.exit_code), ("error", job.error), ("artifact", job.artifact_path),
+                       ("log", job.log_path), ("result", job.result_message)]:
+        if value is not None:
+            table.add_row(key, str(value))
+    for key in ("eval_accuracy", "train_loss", "eval_loss", "train_seconds", "trainable_params"):
+        if job.metrics.get(key) is not None:
+            table.add_row(key, str(job.metrics[key]))
+    console.print(table)
+
+
+@finetune_app.callback()
+def finetune(
+    ctx: typer.Context,
+    campaign: Annotated[str | None, typer.Option(help="Campaign whose export to train on")] = None,
+    method: Annotated[str | None, typer.Option(help="reward | dpo | sft")] = None,
+    backend: Annotated[str | None, typer.Option(help="local | command (default: LABELBOT_FINETUNE_BACKEND)")] = None,
+    variant: Annotated[str, typer.Option(help="full | lora | head (head: reward only)")] = "full",
+    base: Annotated[str | None, typer.Option(help="Base model: local path or hub name")] = None,
+    export_path: Annotated[Path | None, typer.Option("--export", help="Export folder (default: latest, or a new one)")
+                           ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate")] = None,
+    train_args: Annotated[str, typer.Option(help="More trainer arguments, e.g. \"--batch-size 32\"")] = "",
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the job and print its result")] = False,
+) -> None:
+    """Train a reward model, DPO or SFT on a campaign's export (`labelbot finetune --campaign C --method dpo`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not campaign or not method:
+        fail("give --campaign and --method (reward, dpo or sft), or a subcommand: compare, jobs")
+    from scheduler.finetune.launch import export_for, launch, wait_for_job
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    if method not in ("reward", "dpo", "sft"):
+        fail("--method is reward, dpo or sft")
+    folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
+    extra = _train_args(epochs, max_steps, lr, train_args)
+    chosen_backend = backend or cfg.labelbot_finetune_backend
+    job_id, created = run(lambda: launch(svc.db, cfg, campaign, method, folder, chosen_backend, variant=variant,
+                                         base_model=base, train_args=extra, actor=cli_actor().key))
+    if not created:
+        console.print(f"Export {folder} was already trained with {method} ({variant}): job {job_id}.")
+    else:
+        console.print(f"Started fine-tune job {job_id} ({method}, {variant}) on {folder}.")
+    if wait:
+        with console.status(f"training (job {job_id})..."):
+            job = wait_for_job(svc.db, job_id, timeout=7 * 24 * 3600)
+        _show_job(job)
+        if job.status != "succeeded":
+            raise typer.Exit(1)
+
+
+@finetune_app.command("jobs")
+def finetune_jobs(
+    job_id: Annotated[int | None, typer.Argument(help="Show one job with its log tail")] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's jobs")] = None,
+    limit: Annotated[int, typer.Option(help="How many jobs")] = 20,
+) -> None:
+    """List fine-tune jobs, or show one."""
+    from scheduler.finetune.launch import get_job, list_jobs, reap_vanished
+
+    svc = service()
+    reap_vanished(svc.db)
+    if job_id is not None:
+        job = run(lambda: get_job(svc.db, job_id))
+        _show_job(job)
+        if job.log_tail:
+            console.print(job.log_tail, highlight=False, markup=False)
+        return
+    table = Table("job", "status", "method", "export", "accuracy", "train s", "artifact")
+    for job in run(lambda: list_jobs(svc.db, campaign, limit)):
+        acc = job.metrics.get("eval_accuracy")
+        secs = job.metrics.get("train_seconds")
+        table.add_row(str(job.id), job.status, f"{job.method}/{job.variant}",
+                      f"{job.export_format} v{job.export_version or 0}", "-" if acc is None else f"{acc:.3f}",
+                      "-" if secs is None else f"{secs:.0f}", job.artifact_path or "-")
+    console.print(table)
+
+
+@finetune_app.command("compare")
+def finetune_compare(
+    campaign: Annotated[str, typer.Option(help="Campaign whose export to train on")],
+    method: Annotated[str, typer.Option(help="reward | dpo | sft")] = "reward",
+    variants: Annotated[str, typer.Option(help="Comma-separated: full, lora, head")] = "full,lora,head",
+    export_path: Annotated[Path | None, typer.Option("--export", help="Export folder (default: latest)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for compare.md/.json/.png")] = None,
+    backend: Annotated[str | None, typer.Option(help="local | command")] = None,
+    base: Annotated[str | None, typer.Option(help="Base model: local path or hub name")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Training epochs")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps")] = None,
+    train_args: Annotated[str, typer.Option(help="More trainer arguments")] = "",
+) -> None:
+    """Train several variants on one export; write a table and a PNG chart (accuracy, time, parameters)."""
+    from scheduler.finetune.compare import compare_methods
+    from scheduler.finetune.launch import export_for
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    if method not in ("reward", "dpo", "sft"):
+        fail("--method is reward, dpo or sft")
+    folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
+    target = out or Path(cfg.labelbot_artifact_dir) / campaign / "compare" / Path(folder).resolve().name
+    wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+    res = run(lambda: compare_methods(
+        svc.db, cfg, campaign, folder, target, method=method, variants=wanted,
+        backend=backend or cfg.labelbot_finetune_backend, base_model=base,
+        train_args=_train_args(epochs, max_steps, None, train_args),
+        progress=lambda v, j, created: console.print(f"{v}: job {j}{'' if created else ' (already trained)'}")))
+    table = Table("variant", "status", "accuracy", "train s", "trainable params")
+    for r in res.rows:
+        table.add_row(r.variant, r.status, "-" if r.eval_accuracy is None else f"{r.eval_accuracy:.3f}",
+                      "-" if r.train_seconds is None else f"{r.train_seconds:.1f}",
+                      "-" if r.trainable_params is None else f"{r.trainable_params:,}")
+    console.print(table)
+    console.print(f"Wrote {res.table_path}, {res.json_path} and {res.chart_path}")
+    if any(r.status != "succeeded" for r in res.rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    campaign: Annotated[str, typer.Option(help="Campaign to add the items to")],
+    prompts: Annotated[Path, typer.Option(help="JSONL ({\"id\"?, \"prompt\"}) or .txt (one prompt per line)")],
+    model: Annotated[list[str], typer.Option("--model", help="NAME=SPEC: endpoint URL[#served-name] or model folder")],
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens")] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy)")] = 0.7,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight per run")] = 8,
+) -> None:
+    """Create items by asking two or more models (OpenAI-compatible endpoints or local models) each prompt."""
+    from scheduler.generate import generate_items, parse_model_spec, read_prompts
+
+    cfg = settings()
+    svc = service()
+    run(lambda: svc.campaign(campaign))
+    specs = [run(lambda m=m: parse_model_spec(m)) for m in model]
+    rows = run(lambda: read_prompts(prompts))
+    if concurrency < 1 or concurrency > 256:
+        fail("--concurrency must be between 1 and 256")
+    with console.status(f"asking {len(specs)} models {len(rows)} prompt(s)..."):
+        res = run(lambda: generate_items(svc.db, cfg, campaign, rows, specs, actor=cli_actor(), max_tokens=max_tokens,
+                                         temperature=temperature, concurrency=concurrency))
+    for ext, name, error in res.failures[:10]:
+        err_console.print(f"[yellow]![/] {ext}: {name} failed: {error}", highlight=False, markup=False)
+    console.print(f"Added {res.added} item(s) to [bold]{campaign}[/]; {res.present} already present; "
+                  f"{len(res.skipped)} prompt(s) skipped (fewer than two answers).")
+    if res.added + res.present == 0:
+        raise typer.Exit(1)
 
 
 # ----------------------------------------------------------------------------------------- doctor / serve

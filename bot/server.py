@@ -33,6 +33,8 @@ Stop = Callable[[], Awaitable[None]]
 # component -> "module:function"; the function is `async def start(ctx: ServerContext) -> Stop`.
 COMPONENTS: dict[str, str] = {
     "web": "bot.web:start",
+    "scheduler": "scheduler.app:start",
+    "slack": "bot.adapters.slack.app:start",
 }
 
 

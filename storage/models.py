@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Float, Index, LargeBinary, Table, Text, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -228,3 +228,107 @@ class ItemScore(SQLModel, table=True):
     model_version: str = Field(max_length=200)
     margin: float
     created_at: datetime = Field(default_factory=utcnow)
+# --- scheduler (migration 0003) ----------------------------------------------------------------
+
+
+class JobRun(SQLModel, table=True):
+    """The run ledger: one row per (job, slot), so a scheduled slot runs once across restarts and replicas.
+
+    status: running | done | failed | skipped | crashed. A `running` row whose owner is gone (the leader
+    lock changed hands) is a crash: the new leader marks it `crashed` and runs the slot again.
+    """
+
+    __tablename__ = "job_run"
+    __table_args__ = (UniqueConstraint("job_id", "slot", name="uq_job_run_slot"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(max_length=191, index=True)
+    slot: datetime
+    status: str = Field(default="running", max_length=16, index=True)
+    owner: str = Field(default="", max_length=200)
+    attempts: int = 1
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CampaignSchedule(SQLModel, table=True):
+    """A campaign's schedule of one kind (post | export | finetune); `spec` is validated by scheduler.schedules."""
+
+    __tablename__ = "campaign_schedule"
+    __table_args__ = (UniqueConstraint("campaign_id", "kind", name="uq_campaign_schedule_kind"),)
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    kind: str = Field(max_length=16)
+    enabled: bool = True
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class FinetuneTrigger(SQLModel, table=True):
+    """Each fine-tune the scheduler started: an export version is trained once per method (unique key)."""
+
+    __tablename__ = "finetune_trigger"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "method", "export_format", "export_version",
+                         name="uq_finetune_trigger_version"),
+        UniqueConstraint("campaign_id", "method", "max_vote_id", name="uq_finetune_trigger_data"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    method: str = Field(max_length=20)
+    export_format: str = Field(max_length=40)
+    export_version: int | None = None  # set once the export is written (the row is claimed first)
+    export_path: str = ""
+    pairs: int = 0  # training rows in that export (the threshold counts new ones since the last trigger)
+    max_vote_id: int = 0  # newest source id (vote; correction for sft) the data covers
+    reason: str = Field(default="", max_length=40)  # threshold | cron | manual
+    job_id: int | None = None  # the fine-tune job the launcher returned
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# APScheduler 3's SQLAlchemyJobStore table, declared here so Alembic owns it (same shape the store creates).
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    SQLModel.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
+class FinetuneJob(SQLModel, table=True):
+    """One fine-tune run of one export with one method (reward | dpo | sft) and variant (full | lora | head).
+
+    `dedupe_key` (campaign:export:method:variant) is unique while a job is queued, running or succeeded, so
+    an export version is trained once per method across restarts and replicas; a failed job clears it
+    so the same export can be retried.
+    """
+
+    __tablename__ = "finetune_job"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    method: str = Field(max_length=16)
+    variant: str = Field(default="full", max_length=16)
+    backend: str = Field(default="local", max_length=16)
+    status: str = Field(default="queued", max_length=16, index=True)  # queued | running | succeeded | failed
+    dedupe_key: str | None = Field(default=None, max_length=400, unique=True)
+    export_path: str
+    export_format: str = Field(default="", max_length=40)
+    export_version: int | None = None
+    base_model: str = ""
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    command: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    pid: int | None = None
+    log_path: str | None = None
+    exit_code: int | None = None
+    log_tail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    artifact_path: str | None = None
+    result_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    notifications: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    notified_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

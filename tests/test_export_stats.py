@@ -96,19 +96,6 @@ def test_split_is_deterministic_by_item(voted, db, tmp_path):
         assert split_of("ex", r["item_id"], 0.5) == "test"
 
 
-def test_a_crash_mid_export_leaves_the_previous_version(voted, db, tmp_path):
-    first = export_campaign(db, "ex", "votes", tmp_path / "d")
-
-    def crash(_n):
-        raise RuntimeError("disk unplugged")
-
-    with pytest.raises(RuntimeError):
-        export_campaign(db, "ex", "votes", tmp_path / "d", progress=crash)
-    entries = sorted(p.name for p in (tmp_path / "d").iterdir())
-    assert entries == ["latest", first.path.name]
-    assert (tmp_path / "d" / "latest").resolve() == first.path.resolve()
-
-
 def test_stats_progress_agreement_and_leaderboard(voted):
     st = voted.stats("ex", bootstrap_rounds=20)
     assert st.items == 4 and st.votes == 10 and st.annotators == 3

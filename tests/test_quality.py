@@ -171,3 +171,45 @@ def test_resolve_and_requeue(service, db):
     with db.read() as s:
         item = s.exec(select(Item).where(Item.external_id == "x0")).one()
     assert item.status == "open" and item.extra_votes == 2  # two fresh votes under version 2
+
+
+def test_exports_use_resolution_weights_alpha_and_length_balance(service, db, tmp_path):
+    import json as _json
+
+    from scheduler.export import export_campaign
+
+    rows = pair_rows(40, texts=("a much longer and more detailed answer", "short"))
+    add_items(service, "ex", rows, overlap=6)
+    service.update_campaign("ex", CLI, max_extra_votes=0)
+    # U1-U4 pick the long answer on 36 items where C1 and C2 always pick the short one
+    for i in range(36):
+        for u in ("U1", "U2", "U3", "U4"):
+            vote_for(service, u, f"x{i}", "ex", "a much")
+        for u in ("C1", "C2"):
+            vote_for(service, u, f"x{i}", "ex", "short")
+    # on the last 4 the two contrarians and a newcomer outvote two reliable voters 3:2 (one tie)
+    for i in range(36, 40):
+        for u, choice in (("U1", "a much"), ("U2", "a much"), ("U3", "tie"), ("C1", "short"), ("C2", "short"),
+                          ("N1", "short")):
+            vote_for(service, u, f"x{i}", "ex", choice)
+
+    def pairs(**kw):
+        res = export_campaign(db, "ex", "trl", tmp_path / f"d{len(list(tmp_path.iterdir()))}", test_fraction=0,
+                              **kw)
+        data = [_json.loads(x) for x in (res.path / "train.jsonl").read_text().splitlines()]
+        return {d["item_id"]: d["chosen_model"] for d in data}, res.manifest
+
+    majority, manifest = pairs()
+    assert majority["x37"] == "m1" and manifest["consensus"]["weights"] is None
+    assert manifest["agreement"]["krippendorff_alpha"] is not None
+    balanced, manifest = pairs(balance_length=True)
+    longer = sum(1 for model in balanced.values() if model == "m0")
+    assert manifest["consensus"]["length_balanced"]
+    assert len(balanced) - longer == 4 and longer <= 12, longer  # 36 "longer wins" pairs cut to about 4
+    service.update_campaign("ex", CLI, consensus="weighted")
+    weighted, manifest = pairs()
+    assert weighted["x37"] == "m0", "reliable voters outweigh the contrarians"
+    assert manifest["consensus"]["method"].endswith("weighted") and manifest["consensus"]["weights"]
+    service.resolve_item(actor("UADMIN"), "ex", "x38", "m1")
+    resolved, _ = pairs()
+    assert resolved["x38"] == "m1" and resolved["x37"] == "m0"

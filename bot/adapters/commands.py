@@ -37,13 +37,16 @@ EVERYONE = {
 }
 ADMIN = {
     "post N": "post the next N items to this campaign's channel",
-    "export FORMAT": "write a dataset export (trl, trl-conversational, votes)",
+    "export FORMAT [incremental]": "write a dataset export (trl, trl-conversational, reward, kto, sft, "
+                                   "correction-pairs, hh, openai-preference, votes)",
+    "schedule [show|post|export|finetune|off]": "see or set this campaign's posting, export and fine-tune schedules",
     "pause": "pause the campaign",
     "resume": "resume the campaign",
     "admin add @user": "make someone a labelbot admin",
     "resolve ITEM ANSWER": "settle a split item (ANSWER: model name, response number, tie or both_bad)",
     "requeue": "reopen items voted under older guidelines",
     "quality": "annotator reliability, flags and bias report",
+    "finetune METHOD": "train a reward, dpo or sft model on the latest export",
     "dashboard": "a one-time sign-in link to the web dashboard (private, 15 minutes)",
 }
 
@@ -130,27 +133,51 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
         return CommandReply(f"*Guidelines for {name}* (version {version})\n{text}")
-    if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "dashboard"):
+    if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
+                   "finetune", "dashboard"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
     if sub == "post":
         if not rest or not rest[0].isdigit() or not 1 <= int(rest[0]) <= MAX_POST_PER_COMMAND:
             raise InvalidInput(f"Usage: `/label post N` with N from 1 to {MAX_POST_PER_COMMAND}.")
         camp = resolve_campaign(service, platform, channel, rest[1] if len(rest) > 1 else None)
+        with service.db.write() as s:
+            q.add_audit(s, actor.key, "items.post", campaign=camp, n=int(rest[0]), channel=channel)
         return CommandReply(f"Posting up to {rest[0]} item(s) from *{camp}*…", post_request=(camp, int(rest[0])))
     if sub == "export":
         from scheduler.export import FORMATS, export_campaign
 
+        incremental = any(a.lower() == "incremental" for a in rest)
+        rest = [a for a in rest if a.lower() not in ("incremental", "cumulative")]
         fmt = rest[0] if rest else "trl"
         if fmt not in FORMATS:
             raise InvalidInput(f"Unknown format `{fmt}`; choose one of {', '.join(FORMATS)}.")
         camp = resolve_campaign(service, platform, channel, rest[1] if len(rest) > 1 else None)
         root = (export_dir or Path(settings.labelbot_export_dir)) / camp / fmt
-        res = export_campaign(service.db, camp, fmt, root)
+        res = export_campaign(service.db, camp, fmt, root, incremental=incremental)
+        if not res.created:
+            return CommandReply(f"Nothing new in *{camp}* since `{fmt}` version {res.version}; no new version.")
         with service.db.write() as s:
             q.add_audit(s, actor.key, "export.run", format=fmt, path=str(res.path), rows=res.rows)
         return CommandReply(f"Exported {res.rows} rows ({res.train_rows} train / {res.test_rows} test) of *{camp}* "
-                            f"as `{fmt}` to `{res.path}`.")
+                            f"as `{fmt}` ({'incremental' if incremental else 'cumulative'}) to `{res.path}`.")
+    if sub == "schedule":
+        return _schedule_command(service, actor, platform, channel, rest)
+    if sub == "finetune":
+        from scheduler.finetune.launch import export_for, launch
+
+        method = rest[0] if rest else "reward"
+        if method not in ("reward", "dpo", "sft"):
+            raise InvalidInput("Usage: `/label finetune reward|dpo|sft`.")
+        camp = resolve_campaign(service, platform, channel, rest[1] if len(rest) > 1 else None)
+        folder = export_for(service.db, settings, camp, method)
+        job_id, created = launch(service.db, settings, camp, method, folder, actor=actor.key)
+        with service.db.write() as s:
+            q.add_audit(s, actor.key, "finetune.launch", method=method, job_id=job_id, export=str(folder))
+        if not created:
+            return CommandReply(f"That export was already trained with `{method}` (job {job_id}).")
+        return CommandReply(f"Started `{method}` fine-tune job {job_id} for *{camp}* on `{folder}`; the result "
+                            "will be posted here.")
     if sub == "resolve":
         if len(rest) < 2:
             raise InvalidInput("Usage: `/label resolve ITEM ANSWER` (model name, response number, tie or both_bad).")
@@ -202,6 +229,78 @@ def _chart(name: str, *args: object) -> bytes | None:
     except Exception:
         log.exception("could not draw the %s chart", name)
         return None
+
+
+SCHEDULE_USAGE = (
+    "Usage: `/label schedule [show]` · `/label schedule post 5 every=2h [quiet=22:00-07:00] [tz=Europe/Paris]` · "
+    "`/label schedule export every=1d [formats=trl,kto] [cumulative]` (or `cron=\"0 2 * * *\"`) · "
+    "`/label schedule finetune dpo,reward [threshold=500] [every=15m]` · `/label schedule off post|export|finetune` "
+    "· add `campaign=NAME` to pick a campaign."
+)
+SCHEDULE_KEYS = {"every", "cron", "quiet", "tz", "formats", "platforms", "threshold", "backend", "methods", "count",
+                 "campaign", "out"}
+
+
+def parse_schedule_args(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """`key=value` or `key value` pairs (known keys) and the positional words left over."""
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        key, eq, value = word.partition("=")
+        if eq and key.lower() in SCHEDULE_KEYS:
+            options[key.lower()] = value
+        elif word.lower() in SCHEDULE_KEYS and i + 1 < len(args):
+            options[word.lower()] = args[i + 1]
+            i += 1
+        elif eq:
+            raise InvalidInput(f"Unknown schedule setting `{key}`. " + SCHEDULE_USAGE)
+        else:
+            positional.append(word)
+        i += 1
+    return positional, options
+
+
+def _schedule_command(service: LabelingService, actor: Actor, platform: str, channel: str | None,
+                      args: list[str]) -> CommandReply:
+    from scheduler.schedules import disable_schedule, list_schedules, set_schedule
+
+    action = args[0].lower() if args else "show"
+    positional, options = parse_schedule_args(args[1:])
+    explicit = options.pop("campaign", None)
+    if action in ("show", "list"):
+        camp = resolve_campaign(service, platform, channel, explicit or (positional[0] if positional else None))
+        rows = list_schedules(service.db, camp)
+        if not rows:
+            return CommandReply(f"*{camp}* has no schedules. " + SCHEDULE_USAGE)
+        lines = [f"*Schedules of {camp}*"]
+        lines += [f"• {r.kind}: {r.describe()}" + ("" if r.enabled else " (off)") for r in rows]
+        return CommandReply("\n".join(lines))
+    camp = resolve_campaign(service, platform, channel, explicit)
+    if action == "off":
+        if len(positional) != 1:
+            raise InvalidInput("Usage: `/label schedule off post|export|finetune`.")
+        changed = disable_schedule(service.db, camp, positional[0].lower(), actor.key)
+        return CommandReply(f"The {positional[0].lower()} schedule of *{camp}* is "
+                            + ("now off." if changed else "not on."), ephemeral=False)
+    if action not in ("post", "export", "finetune"):
+        raise InvalidInput(SCHEDULE_USAGE)
+    raw: dict[str, object] = dict(options)
+    if action == "post":
+        if positional:
+            raw.setdefault("count", positional.pop(0))
+    elif action == "export":
+        modes = [p.lower() for p in positional if p.lower() in ("incremental", "cumulative")]
+        positional = [p for p in positional if p.lower() not in ("incremental", "cumulative")]
+        if modes:
+            raw["incremental"] = modes[-1] == "incremental"
+    elif positional:
+        raw.setdefault("methods", positional.pop(0))
+    if positional:
+        raise InvalidInput(f"I did not understand `{' '.join(positional)}`. " + SCHEDULE_USAGE)
+    row = set_schedule(service.db, camp, action, raw, actor.key)
+    return CommandReply(f"*{camp}*: {row.describe()}.", ephemeral=False)
 
 
 def format_stats(st: CampaignStats, *, admin: bool = False) -> str:

@@ -109,36 +109,49 @@ def resolved_consensus(resolution: dict, votes: int, n: int) -> ItemConsensus:
     return ItemConsensus(outcome, ranking, 1.0, pairs, votes)
 
 
-def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> float | None:
-    """Nominal Krippendorff's alpha from each unit's list of category labels.
+class AlphaAccumulator:
+    """Nominal Krippendorff's alpha built up one unit (item) at a time on a sparse coincidence matrix.
 
-    Hand-rolled on a sparse coincidence matrix so it streams over 300k items; the `krippendorff`
-    package (dense coders x units matrix) is used in tests as the reference.
+    Hand-rolled so it streams over 300k items inside an export; the `krippendorff` package (a dense
+    coders x units matrix) is the reference in the tests.
     """
-    coincidence: Counter[tuple[str, str]] = Counter()
-    for labels in units:
+
+    def __init__(self) -> None:
+        self.coincidence: Counter[tuple[str, str]] = Counter()
+
+    def add(self, labels: Sequence[str]) -> None:
         m = len(labels)
         if m < 2:
-            continue
+            return
         counts = Counter(labels)
         for c, nc in counts.items():
             for k, nk in counts.items():
                 pairs = nc * (nc - 1) if c == k else nc * nk
                 if pairs:
-                    coincidence[(c, k)] += pairs / (m - 1)
-    if not coincidence:
-        return None
-    n_c: Counter[str] = Counter()
-    for (c, _k), v in coincidence.items():
-        n_c[c] += v
-    n = sum(n_c.values())
-    if n <= 1:
-        return None
-    d_o = sum(v for (c, k), v in coincidence.items() if c != k)
-    d_e = (n * n - sum(x * x for x in n_c.values())) / (n - 1)
-    if d_e == 0:
-        return 1.0 if d_o == 0 else None
-    return float(1.0 - d_o / d_e)
+                    self.coincidence[(c, k)] += pairs / (m - 1)
+
+    def value(self) -> float | None:
+        if not self.coincidence:
+            return None
+        n_c: Counter[str] = Counter()
+        for (c, _k), v in self.coincidence.items():
+            n_c[c] += v
+        n = sum(n_c.values())
+        if n <= 1:
+            return None
+        d_o = sum(v for (c, k), v in self.coincidence.items() if c != k)
+        d_e = (n * n - sum(x * x for x in n_c.values())) / (n - 1)
+        if d_e == 0:
+            return 1.0 if d_o == 0 else None
+        return float(1.0 - d_o / d_e)
+
+
+def krippendorff_alpha_nominal(units: Iterable[Sequence[str]]) -> float | None:
+    """Nominal Krippendorff's alpha from each unit's list of category labels."""
+    acc = AlphaAccumulator()
+    for labels in units:
+        acc.add(labels)
+    return acc.value()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class CommentAdded:
     thread_id: str
     text: str
     message_id: str | None = None
+    delivery_id: str | None = None  # e.g. Slack's event_id: a redelivered event adds no second comment
 
 
 @dataclass(frozen=True)

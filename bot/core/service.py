@@ -716,6 +716,8 @@ class LabelingService:
             post = q.post_for_thread(s, event.platform, event.thread_id)
             if post is None:
                 return None
+            if event.delivery_id and not q.claim_delivery(s, event.delivery_id, "comment"):
+                return Notice("Comment already saved.")
             ann = self._annotator(s, event.actor)
             s.add(Comment(item_id=post.item_id, annotator_id=ann, platform=event.platform,
                           message_id=event.message_id, text=text[:MAX_CORRECTION_CHARS]))

@@ -1,7 +1,7 @@
 """quality: item resolution and reward-model item scores
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-24 05:20:00
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlmodel
 
 
 revision = '0006'
-down_revision = '0001'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
