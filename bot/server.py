@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Settings
+from bot.core import hooks
 from bot.core.errors import InvalidInput
 from bot.core.service import LabelingService
 from storage.db import Database
@@ -26,6 +27,7 @@ from storage.db import Database
 log = logging.getLogger("labelbot.server")
 
 KNOWN_COMPONENTS = ("slack", "discord", "scheduler", "web")
+SHUTDOWN_TIMEOUT_S = 20.0  # how long SIGTERM waits for in-flight requests and votes (Kubernetes allows 30 s)
 Stop = Callable[[], Awaitable[None]]
 
 # component -> "module:function"; the function is `async def start(ctx: ServerContext) -> Stop`.
@@ -88,7 +90,7 @@ async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
         for name in names:
             stops.append(await _load(name)(ctx))
             log.info("component started: %s", name)
-        runner = web.AppRunner(ctx.app, handle_signals=False, access_log=None)
+        runner = web.AppRunner(ctx.app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -98,21 +100,27 @@ async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
             started(ctx, bound)
         await stop_event.wait()
     finally:
+        # Graceful order: stop listening and let in-flight HTTP requests finish (up to SHUTDOWN_TIMEOUT_S),
+        # let votes already being written commit, then stop components in reverse (the scheduler
+        # releases its leader lock in its stop), then close the database.
         log.info("shutting down")
+        if runner is not None:
+            await runner.cleanup()
+        if not await asyncio.to_thread(hooks.wait_idle, SHUTDOWN_TIMEOUT_S):
+            log.warning("gave up waiting for %d in-flight vote(s)", hooks.votes_in_flight())
         for stop in reversed(stops):
             try:
                 await stop()
             except Exception:
                 log.exception("error while stopping a component")
-        if runner is not None:
-            await runner.cleanup()
         db.dispose()
 
 
 def serve_forever(cfg: Settings, wanted: set[str], host: str, port: int) -> None:
     """Blocking entry point used by the CLI; SIGINT/SIGTERM stop it gracefully."""
-    logging.basicConfig(level=cfg.labelbot_log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from bot.logging_setup import configure
+
+    configure(cfg)  # JSON lines with request ids, secrets scrubbed
     resolve_components(cfg, wanted)  # fail fast, before the event loop starts
 
     async def main() -> None:

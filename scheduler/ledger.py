@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlmodel import select
 
+from bot import metrics
 from storage import queries as q
 from storage.db import Database
 from storage.models import JobRun, utcnow
@@ -86,6 +87,7 @@ class Ledger:
             s.execute(update(JobRun).where(JobRun.id == claim.run_id, JobRun.owner == self.owner).values(
                 status=status, finished_at=utcnow(), result=result or {},
                 error=error[:MAX_ERROR_CHARS] if error else None))
+        metrics.job_run(claim.job_id, status)
 
     def heartbeat(self, run_ids: list[int]) -> None:
         if not run_ids:

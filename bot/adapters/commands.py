@@ -7,6 +7,7 @@ on the platform itself (posting items to a channel) comes back as a request in t
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from storage import queries as q
 if TYPE_CHECKING:
     from bot.core.quality import QualityReport
 
+log = logging.getLogger("labelbot.commands")
 MENTION = re.compile(r"^<@!?([A-Za-z0-9]+)(?:\|[^>]*)?>$")
 MAX_POST_PER_COMMAND = 50
 
@@ -46,6 +48,7 @@ ADMIN = {
     "requeue": "reopen items voted under older guidelines",
     "quality": "annotator reliability, flags and bias report",
     "finetune METHOD": "train a reward, dpo or sft model on the latest export",
+    "dashboard": "a one-time sign-in link to the web dashboard (private, 15 minutes)",
 }
 
 
@@ -58,6 +61,8 @@ class CommandReply:
     stats: CampaignStats | None = None
     leaderboard: list[LeaderboardRow] = field(default_factory=list)
     ok: bool = True
+    chart_png: bytes | None = None  # a PNG the adapter attaches (Slack files upload, Discord attachment)
+    chart_name: str | None = None  # its file name, e.g. "leaderboard-demo.png"
 
 
 def help_text(is_admin: bool) -> str:
@@ -117,11 +122,14 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "stats":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         st = service.stats(camp, bootstrap_rounds=100)
-        return CommandReply(format_stats(st, admin=service.is_admin(actor)), stats=st)
+        return CommandReply(format_stats(st, admin=service.is_admin(actor)), stats=st,
+                            chart_png=_chart("stats_png", st), chart_name=f"stats-{_slug(camp)}.png")
     if sub == "leaderboard":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         board = service.leaderboard(camp)
-        return CommandReply(format_leaderboard(camp, board), leaderboard=board)
+        png = _chart("leaderboard_png", camp, board) if board else None
+        return CommandReply(format_leaderboard(camp, board), leaderboard=board, chart_png=png,
+                            chart_name=f"leaderboard-{_slug(camp)}.png" if png else None)
     if sub == "guidelines":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         name, text, version = service.guidelines(camp)
@@ -129,7 +137,7 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "link":
         return _link(service, actor, rest)
     if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
-                   "finetune"):
+                   "finetune", "dashboard"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
     if sub == "post":
@@ -181,6 +189,18 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "requeue":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         return CommandReply(service.requeue_old_guidelines(actor, camp).text)
+    if sub == "dashboard":
+        from bot.web.auth import make_signin_link
+
+        # someone admin only by the platform's word (e.g. a Discord server administrator) cannot be re-checked
+        # from the web, so the signed link carries that claim; everyone else is re-checked on every page
+        vouched = bool(getattr(actor, "platform_admin", False)) and not service.is_admin(
+            Actor(actor.platform, actor.workspace, actor.user_id))
+        link = make_signin_link(settings, actor.key, platform_admin=vouched)
+        with service.db.write() as s:
+            q.add_audit(s, actor.key, "dashboard.link")  # never the link itself: it is a credential
+        return CommandReply(f"Your dashboard sign-in link (works once, for {link.expires_in_s // 60} minutes; "
+                            f"do not share it): {link.url}", ephemeral=True)
     if sub == "quality":
         from bot.core.quality import quality_report
 
@@ -197,6 +217,21 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if not match:
         raise InvalidInput("Mention the person to make admin, e.g. `/label admin add @alex`.")
     return CommandReply(service.grant_admin(actor, platform, match.group(1)).text)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "campaign"
+
+
+def _chart(name: str, *args: object) -> bytes | None:
+    """A PNG from bot.charts, or None when matplotlib is missing or drawing fails (the text still goes out)."""
+    try:
+        from bot import charts
+
+        return getattr(charts, name)(*args)
+    except Exception:
+        log.exception("could not draw the %s chart", name)
+        return None
 
 
 SCHEDULE_USAGE = (

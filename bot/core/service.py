@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.core import aggregate, sampling
+from bot.core import aggregate, hooks, sampling
 from bot.core.errors import (
     CampaignPaused,
     ConflictError,
@@ -444,16 +444,20 @@ class LabelingService:
         back to `cast_vote` one by one). Nothing is returned before the commit, as for `cast_vote`.
         """
         results: list[VoteRecorded | LabelingError] = []
-        with self.db.write() as s:
-            for event in events:
-                try:
-                    self._check_choice(event.choice)
-                    with s.begin_nested():
-                        results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
-                                                       ("choice", event.choice), reason=event.reason,
-                                                       scores=event.scores, batch=True))
-                except LabelingError as exc:
-                    results.append(exc)
+        with hooks.vote_in_flight():
+            with self.db.write() as s:
+                for event in events:
+                    try:
+                        self._check_choice(event.choice)
+                        with s.begin_nested():
+                            results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
+                                                           ("choice", event.choice), reason=event.reason,
+                                                           scores=event.scores, batch=True))
+                    except LabelingError as exc:
+                        results.append(exc)
+            for event, result in zip(events, results, strict=True):  # observed once committed
+                kind = "rejected" if isinstance(result, LabelingError) else hooks.vote_kind(result)
+                hooks.vote_observed(event.actor.platform, kind)
         return results
 
     def submit_ranking(self, event: RankingSubmitted) -> VoteRecorded:
@@ -497,8 +501,9 @@ class LabelingService:
 
     def _record(self, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                 reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
-        with self.db.write() as s:
-            return self._record_in(s, actor, post_id, delivery_id, what, reason=reason, scores=scores)
+        """Write one vote while shutdown can see it in flight, then tell the observers (metrics)."""
+        with hooks.tracked_vote(actor.platform) as done, self.db.write() as s:
+            return done(self._record_in(s, actor, post_id, delivery_id, what, reason=reason, scores=scores))
 
     def _record_in(self, s: Any, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
                    reason: str | None = None, scores: dict[str, Any] | None = None,

@@ -6,6 +6,7 @@ import asyncio
 
 from sqlmodel import select
 
+from bot import metrics
 from storage.models import Post, Vote
 from tests.discord.harness import ADMIN, USERS
 
@@ -14,6 +15,11 @@ async def post_items(bot, n=2):
     inter = await bot.fake.slash(["post"], {"n": n}, ADMIN)
     await bot.fake.wait_for(lambda: len(inter.followups) >= 2)
     return inter
+
+
+def sample_count(platform: str) -> float:
+    return sum(m.value for metric in metrics.REGISTRY.collect() if metric.name == "labelbot_ack_latency_seconds"
+               for m in metric.samples if m.name.endswith("_count") and m.labels.get("platform") == platform)
 
 
 def votes(db):
@@ -32,8 +38,10 @@ async def test_post_click_vote_confirm_and_edit(bot):
     assert post.thread_id == msgs[0]["id"]
     ids = [c["custom_id"] for row in msgs[0]["components"] for c in row["components"]]
     assert f"lbl:vote:{post.id}:A" in ids and f"lbl:guide:{post.id}" in ids
+    acks_before = sample_count("discord")
     click = await bot.fake.click(int(msgs[0]["id"]), f"lbl:vote:{post.id}:A", USERS[0])
     await bot.fake.wait_for(lambda: click.followups and click.original_edits)
+    assert sample_count("discord") == acks_before + 1  # interaction -> first response latency recorded
     assert click.callbacks == [(200, {"type": 6})]
     assert click.followups[0]["flags"] & 64 and click.followups[0]["content"].startswith("Vote recorded: A better")
     [vote] = votes(bot.db)

@@ -134,6 +134,8 @@ async def test_app_commands_admin_and_non_admin(bot):
     stats = await fake.slash(["stats"], {}, USERS[0])
     await fake.wait_for(lambda: stats.followups)
     assert "0/6 items complete" in stats.followups[0]["content"]
+    [chart] = stats.followups[0]["_files"]  # the stats chart rides along as a PNG
+    assert chart["filename"] == "stats-demo.png" and chart["content"].startswith(b"\x89PNG")
     # Manage Server in the guild that hosts the campaign channel counts as admin (documented)
     manager = await fake.slash(["pause"], {}, USERS[1], permissions=MANAGE_GUILD)
     await fake.wait_for(lambda: len(manager.followups) == 2)

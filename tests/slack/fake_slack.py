@@ -189,6 +189,8 @@ class FakeSlack:
         if method == "files.completeUploadExternal":
             files = args.get("files") or []
             return {"ok": True, "files": [{"id": f.get("id"), "title": f.get("title")} for f in files]}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(args.get("users", "")).split(",")[0]}}
         if method == "conversations.replies":
             return {"ok": True, "messages": [], "has_more": False}
         if method == "apps.connections.open":

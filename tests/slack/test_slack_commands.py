@@ -35,6 +35,11 @@ async def test_everyone_commands(slack_env):
     assert "Admin commands" in (await run(env, "help", user="UADMIN"))["text"]
     assert "Guidelines for demo" in (await run(env, "guidelines"))["text"]
     assert "0/6 items complete" in (await run(env, "stats"))["text"]
+    # the chart goes to the person's DM as a PNG file (Slack has no ephemeral files)
+    assert env.fake.ok_calls("conversations.open")[-1]["users"] == "U1"
+    done = env.fake.ok_calls("files.completeUploadExternal")[-1]
+    assert done["channel_id"] == "DU1" and "stats-demo" in str(done["files"])
+    assert any(data.startswith(b"\x89PNG") for data in env.fake.uploads.values())
     assert "No votes in *demo* yet" in (await run(env, "leaderboard"))["text"]
 
     before = len(env.fake.responses)

@@ -6,6 +6,7 @@ import asyncio
 
 from sqlmodel import func, select
 
+from bot import metrics
 from bot.adapters.slack.render import check_blocks
 from storage.models import AuditLog, Item, Post, Vote
 from tests.slack.payloads import block_actions
@@ -58,7 +59,9 @@ async def test_post_click_vote_confirm_and_update(slack_env):
             committed_at_confirmation.append(len(votes(env.db)))
 
     env.fake.on_call = on_call
+    clicks_before = metrics.INTERACTIONS.labels("slack", "action")._value.get()
     status, _ = await env.interact(block_actions(f"lbl:vote:{p}:A", user="U1", message_ts=post.message_id))
+    assert metrics.INTERACTIONS.labels("slack", "action")._value.get() == clicks_before + 1
     assert status == 200
     await env.settle()
 

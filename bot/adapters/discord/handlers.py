@@ -13,6 +13,7 @@ Timing rules (Discord invalidates an interaction that gets no first response wit
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from typing import Any
 
 import discord
 
+from bot import metrics
 from bot.adapters import commands
 from bot.adapters.discord import components, render, translate
 from bot.adapters.discord.batching import VoteBatcher
@@ -129,6 +131,9 @@ class Handlers:
             return Ack(True)
         try:
             await interaction.response.defer(ephemeral=True, thinking=thinking)
+            waited = (discord.utils.utcnow() - interaction.created_at).total_seconds()
+            metrics.ack_latency("discord", max(0.0, waited))
+            metrics.interaction("discord", interaction.type.name)
             return Ack(True)
         except discord.HTTPException as exc:
             if exc.code == ALREADY_ACKNOWLEDGED:
@@ -141,11 +146,14 @@ class Handlers:
             return Ack(False)
 
     async def _say(self, interaction: discord.Interaction, text: str, ack: Ack, *, title: str | None = None,
-                   ephemeral: bool = True, filename: str = "reply.md") -> None:
+                   ephemeral: bool = True, filename: str = "reply.md",
+                   chart: tuple[bytes, str] | None = None) -> None:
         """A private follow-up; a failure here (expired token...) never undoes what was committed."""
         if ack.expired:
             return
         msg = render.text_message(text, title=title, filename=filename)
+        if chart is not None:
+            msg.files.append(discord.File(io.BytesIO(chart[0]), filename=chart[1]))
         try:
             await interaction.followup.send(**msg.kwargs(), ephemeral=ephemeral)
         except discord.HTTPException as exc:
@@ -423,7 +431,8 @@ class Handlers:
                 done = f"Discord refused the post ({exc.status}): check the bot's permissions in that channel."
             await self._say(interaction, done, ack)
             return
-        await self._say(interaction, reply.text, ack)
+        chart = (reply.chart_png, reply.chart_name or "chart.png") if reply.chart_png else None
+        await self._say(interaction, reply.text, ack, chart=chart)
         if not reply.ephemeral:
             await self._say(interaction, reply.text, ack, ephemeral=False)
 

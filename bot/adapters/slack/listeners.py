@@ -21,6 +21,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot import metrics
 from bot.adapters import commands
 from bot.config import Settings
 from bot.core.errors import LabelingError
@@ -90,6 +91,7 @@ class SlackHandlers:
     # ------------------------------------------------------------------ listeners (ack path: no I/O)
 
     async def on_action(self, ack: Any, body: dict[str, Any]) -> BoltResponse:
+        metrics.interaction("slack", "action")
         try:
             inter = translate.interaction_from(body)
         except BadPayload as exc:
@@ -102,6 +104,7 @@ class SlackHandlers:
         return resp
 
     async def on_view(self, ack: Any, body: dict[str, Any]) -> BoltResponse:
+        metrics.interaction("slack", "view_submission")
         try:
             sub = translate.submission_from(body)
             if sub.kind == "rank":
@@ -119,6 +122,7 @@ class SlackHandlers:
         return resp
 
     async def on_command(self, ack: Any, body: dict[str, Any]) -> BoltResponse:
+        metrics.interaction("slack", "command")
         try:
             cmd = translate.command_from(body)
         except BadPayload as exc:
@@ -128,6 +132,7 @@ class SlackHandlers:
         return resp
 
     async def on_message(self, ack: Any, body: dict[str, Any]) -> BoltResponse:
+        metrics.interaction("slack", "event")
         resp = await ack()
         try:
             event = translate.comment_from(body)
@@ -219,6 +224,8 @@ class SlackHandlers:
         for text, blocks in render.command_messages(reply.text if reply.ok else f":warning: {reply.text}"):
             await self.send_private(cmd.channel, cmd.actor.user_id, text, blocks, response_url=cmd.response_url,
                                     in_channel=not reply.ephemeral, prefer_url=True)
+        if reply.chart_png:
+            await self.send_chart(cmd.actor.user_id, reply.chart_png, reply.chart_name or "chart.png")
         if reply.task is not None:
             rendered = render.item_message(reply.task)
             await self.send_private(cmd.channel, cmd.actor.user_id, rendered.text, rendered.blocks,
@@ -273,6 +280,15 @@ class SlackHandlers:
             log.exception("refreshing the messages of item %s failed", item_id)
         finally:
             self._refreshing.discard(item_id)
+
+    async def send_chart(self, user: str, png: bytes, name: str) -> None:
+        """Charts go to the person's direct messages: Slack has no ephemeral files."""
+        try:
+            dm = await self.client.conversations_open(users=user)
+            await self.client.files_upload_v2(channel=dm["channel"]["id"], content=png, filename=name,
+                                              title=name.rsplit(".", 1)[0])
+        except SlackApiError as exc:
+            log.warning("sending chart %s failed: %s", name, exc.response.get("error"))
 
     async def ask_for_reasons(self, item_id: int) -> None:
         """Votes split: ask in the item's threads for one-line reasons (kept as comments for admins)."""
