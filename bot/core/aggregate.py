@@ -65,22 +65,19 @@ def item_consensus(votes: Sequence[VoteLite], n: int) -> ItemConsensus:
     if not votes:
         return ItemConsensus(None, None, 0.0, [], 0)
     total = float(sum(v.weight for v in votes))
-    wins = np.zeros((n, n))
+    wins: dict[tuple[int, int], float] = {}  # a dict, not an n x n array: n is tiny and this runs per item
     neutral = {"tie": 0.0, "both_bad": 0.0}
     for v in votes:
         if v.outcome in neutral:
             neutral[v.outcome] += v.weight
             continue
-        for better, worse in implied_pairs(v.ranking or (), n):
-            wins[better, worse] += v.weight
+        for pair in implied_pairs(v.ranking or (), n):
+            wins[pair] = wins.get(pair, 0.0) + v.weight
     pairs: list[PairConsensus] = []
-    for i in range(n):
-        for j in range(n):
-            if i == j:
-                continue
-            support, against = wins[i, j], wins[j, i]
-            if support > against and support > total - support - against:
-                pairs.append(PairConsensus(i, j, float(support), total))
+    for (i, j), support in sorted(wins.items()):
+        against = wins.get((j, i), 0.0)
+        if support > against and support > total - support - against:
+            pairs.append(PairConsensus(i, j, float(support), total))
     categories: Counter[str] = Counter()
     for v in votes:
         categories[v.category] += v.weight

@@ -129,15 +129,21 @@ def quality_report(db: Any, campaign: str) -> QualityReport:
         if camp is None:
             raise NotFound(f"No campaign named {campaign!r}.")
         read_cps = float((camp.settings or {}).get("min_read_chars_per_s", DEFAULT_READ_CPS))
-        items = {i.id: i for i in s.exec(select(Item).where(Item.campaign_id == camp.id))}
-        responses: dict[int, list[Response]] = defaultdict(list)
-        for r in s.exec(select(Response).join(Item, Item.id == Response.item_id)
-                        .where(Item.campaign_id == camp.id).order_by(Response.item_id, Response.position)):
+        # plain rows, not ORM objects: this reads every vote of the campaign
+        items = {i.id: i for i in s.execute(
+            select(Item.id, Item.external_id, Item.prompt, Item.n_responses, Item.status, Item.resolution)
+            .where(Item.campaign_id == camp.id))}
+        responses: dict[int, list[Any]] = defaultdict(list)
+        for r in s.execute(select(Response.item_id, Response.text).join(Item, Item.id == Response.item_id)
+                           .where(Item.campaign_id == camp.id).order_by(Response.item_id, Response.position)):
             responses[r.item_id].append(r)
-        votes = list(s.exec(select(Vote).join(Item, Item.id == Vote.item_id)
-                            .where(Item.campaign_id == camp.id).order_by(Vote.item_id, Vote.id)))
+        votes = list(s.execute(
+            select(Vote.item_id, Vote.annotator_id, Vote.outcome, Vote.ranking, Vote.is_gold_check, Vote.gold_correct,
+                   Vote.latency_ms, Vote.shown_choice)
+            .join(Item, Item.id == Vote.item_id).where(Item.campaign_id == camp.id).order_by(Vote.item_id, Vote.id)))
         names = {a.id: f"{a.platform}:{a.display_name or a.user_id}"
-                 for a in s.exec(select(Annotator))}
+                 for a in s.execute(select(Annotator.id, Annotator.platform, Annotator.display_name,
+                                           Annotator.user_id))}
     people: dict[int, AnnotatorQuality] = {}
     labels: list[list[str]] = []
     agreements: list[float] = []
