@@ -31,6 +31,7 @@ from sqlalchemy import text
 from bot.core import aggregate
 from bot.core.errors import InvalidInput, NotFound
 from bot.core.replies import prompt_as_text
+from scheduler.procs import pid_alive
 from storage import queries as q
 from storage.db import Database
 from storage.models import ExportRecord
@@ -464,22 +465,12 @@ def _folder_versions(root: Path) -> list[int]:
     return [int(p.name[1:]) for p in root.glob("v*") if p.is_dir() and p.name[1:].isdigit()]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_temp(root: Path) -> list[Path]:
     """Remove temp folders left by exports whose process died (a crash mid-export)."""
     removed = []
     for tmp in root.glob(f"{TMP_PREFIX}*"):
         parts = tmp.name[len(TMP_PREFIX):].split("-")
-        if tmp.is_dir() and parts and parts[0].isdigit() and not _pid_alive(int(parts[0])):
+        if tmp.is_dir() and parts and parts[0].isdigit() and not pid_alive(int(parts[0])):
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp)
     for link in root.glob(".latest-*"):

