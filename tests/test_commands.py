@@ -45,6 +45,8 @@ def test_resolve_quality_and_finetune_usage_for_admins(service, campaign, db, tm
     with db.read() as s:
         item = s.exec(select(Item).where(Item.id == view.item_id)).one()
     assert item.status == "resolved" and item.resolution["ranking"][0] == 1
+    assert "Flagged annotators" in handle(service, cfg(tmp_path), admin, "stats", channel="C123").text
+    assert "Flagged annotators" not in handle(service, cfg(tmp_path), actor("U1"), "stats", channel="C123").text
     reply = handle(service, cfg(tmp_path), admin, "quality", channel="C123")
     assert reply.ok and "Quality — demo" in reply.text and "Flagged annotators" in reply.text
     reply = handle(service, cfg(tmp_path), admin, "finetune teleport", channel="C123")

@@ -122,8 +122,12 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "stats":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         st = service.stats(camp, bootstrap_rounds=100)
-        return CommandReply(format_stats(st, admin=service.is_admin(actor)), stats=st,
-                            chart_png=_chart("stats_png", st), chart_name=f"stats-{_slug(camp)}.png")
+        text = format_stats(st, admin=service.is_admin(actor))
+        if service.is_admin(actor):  # admins also see flagged annotators and the bias report
+            from bot.core.quality import quality_report
+
+            text += "\n" + format_quality(quality_report(service.db, camp))
+        return CommandReply(text, stats=st, chart_png=_chart("stats_png", st), chart_name=f"stats-{_slug(camp)}.png")
     if sub == "leaderboard":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         board = service.leaderboard(camp)
