@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, update
+from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -13,12 +13,10 @@ from storage.models import (
     Annotator,
     AuditLog,
     Campaign,
-    Comment,
     Correction,
     Delivery,
     ExportRecord,
     Flag,
-    Guideline,
     Item,
     Post,
     Response,
@@ -61,10 +59,6 @@ def campaigns_for_channel(session: Session, platform: str, channel: str) -> list
     return list(session.exec(select(Campaign).where(column == channel).order_by(Campaign.id)))
 
 
-def campaign_guideline(session: Session, campaign_id: int, version: int) -> Guideline | None:
-    return session.exec(
-        select(Guideline).where(Guideline.campaign_id == campaign_id, Guideline.version == version)
-    ).first()
 
 
 def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
@@ -120,39 +114,8 @@ def item_responses(session: Session, item_id: int) -> list[Response]:
     return list(session.exec(select(Response).where(Response.item_id == item_id).order_by(Response.position)))
 
 
-def items_to_post(session: Session, campaign_id: int, platform: str, limit: int) -> list[Item]:
-    """Open items not yet posted on `platform`, least-voted first."""
-    posted = exists().where(
-        Post.item_id == Item.id, Post.platform == platform, Post.message_id.is_not(None), Post.channel != "direct"
-    )
-    stmt = (
-        select(Item)
-        .where(Item.campaign_id == campaign_id, Item.status == "open", ~posted)
-        .order_by(Item.vote_count, Item.id)
-        .limit(limit)
-    )
-    return list(session.exec(stmt))
 
 
-def next_item_for(
-    session: Session, campaign_id: int, annotator_id: int, *, overlap: int, gold: bool | None = None
-) -> Item | None:
-    """The least-voted open item this annotator has neither voted on nor skipped."""
-    voted = exists().where(Vote.item_id == Item.id, Vote.annotator_id == annotator_id)
-    skipped = exists().where(Skip.item_id == Item.id, Skip.annotator_id == annotator_id)
-    conds = [
-        Item.campaign_id == campaign_id,
-        Item.status == "open",
-        Item.vote_count < literal(overlap) + Item.extra_votes,
-        ~voted,
-        ~skipped,
-    ]
-    if gold is True:
-        conds.append(Item.gold.is_not(None))
-    elif gold is False:
-        conds.append(Item.gold.is_(None))
-    stmt = select(Item).where(and_(*conds)).order_by(Item.vote_count, Item.id).limit(1)
-    return session.exec(stmt).first()
 
 
 def item_by_external_id(session: Session, campaign_id: int, external_id: str) -> Item | None:
@@ -181,8 +144,6 @@ def annotator_vote_counts(session: Session, campaign_id: int, annotator: int) ->
     return int(today), int(mine), int(total)
 
 
-def bump_vote_count(session: Session, item_id: int, delta: int) -> None:
-    session.execute(update(Item).where(Item.id == item_id).values(vote_count=Item.vote_count + delta))
 
 
 # --- annotators and roles -----------------------------------------------------------------------
@@ -312,11 +273,6 @@ def add_audit(
     )
 
 
-def audit_entries(session: Session, campaign_id: int | None = None, limit: int = 100) -> list[AuditLog]:
-    stmt = select(AuditLog).order_by(AuditLog.id.desc()).limit(limit)
-    if campaign_id is not None:
-        stmt = stmt.where(AuditLog.campaign_id == campaign_id)
-    return list(session.exec(stmt))
 
 
 def post_for_thread(session: Session, platform: str, thread_id: str) -> Post | None:
@@ -403,18 +359,8 @@ def max_vote_id(session: Session, campaign_id: int) -> int:
     return int(value or 0)
 
 
-def corrections_of(session: Session, campaign_id: int) -> list[Correction]:
-    return list(
-        session.exec(
-            select(Correction).join(Item, Item.id == Correction.item_id)
-            .where(Item.campaign_id == campaign_id).order_by(Correction.id)
-        )
-    )
 
 
 def flags_of(session: Session, item_id: int) -> list[Flag]:
     return list(session.exec(select(Flag).where(Flag.item_id == item_id)))
 
-
-def comments_of(session: Session, item_id: int) -> list[Comment]:
-    return list(session.exec(select(Comment).where(Comment.item_id == item_id).order_by(Comment.id)))

@@ -122,8 +122,9 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "stats":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         st = service.stats(camp, bootstrap_rounds=100)
-        text = format_stats(st, admin=service.is_admin(actor))
-        if service.is_admin(actor):  # admins also see flagged annotators and the bias report
+        admin = service.is_admin(actor)
+        text = format_stats(st, admin=admin)
+        if admin:  # admins also see flagged annotators and the bias report
             from bot.core.quality import quality_report
 
             text += "\n" + format_quality(quality_report(service.db, camp))

@@ -206,16 +206,3 @@ def parse_file(path: Path, progress: Callable[[int], None] | None = None) -> lis
     return items
 
 
-def parse_text(text: str, suffix: str = ".jsonl") -> list[ItemIn]:
-    """Validate items given as text (used by chat uploads and tests)."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=suffix, delete=False, encoding="utf-8") as fh:
-        fh.write(text)
-        name = fh.name
-    try:
-        return parse_file(Path(name))
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-

@@ -611,7 +611,7 @@ class LabelingService:
         post = s.get(Post, post_id)
         if post is None:
             raise NotFound("That item is no longer available.")
-        ann = self._annotator_readonly(s, actor)
+        ann = q.find_annotator(s, actor.platform, actor.workspace, actor.user_id)
         vote = q.vote_of(s, ann, post.item_id) if ann is not None else None
         shown = self._shown_choice(vote, post.permutation) if vote else "?"
         view = self._post_view(s, post)
@@ -796,16 +796,6 @@ class LabelingService:
             raise InvalidInput("Unknown user.")
         return q.annotator_id(s, actor.platform, actor.workspace, actor.user_id, actor.display_name)
 
-    @staticmethod
-    def _annotator_readonly(s: Any, actor: Actor) -> int | None:
-        from sqlmodel import select
-
-        from storage.models import Annotator
-
-        row = s.exec(select(Annotator.id, Annotator.linked_to_id).where(
-            Annotator.platform == actor.platform, Annotator.workspace == actor.workspace,
-            Annotator.user_id == actor.user_id)).first()
-        return None if row is None else int(row[1] or row[0])
 
     def _post_item(self, s: Any, post_id: int) -> tuple[Post, Item, Campaign]:
         post = s.get(Post, post_id)
