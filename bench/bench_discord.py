@@ -158,7 +158,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, float]]:
             print(json.dumps(res), flush=True)
     finally:
         proc.terminate()
-        proc.wait(timeout=120)
+        await asyncio.to_thread(proc.wait, 120)  # the fake keeps answering while the bot shuts down
         await fake.stop()
     return results
 

@@ -7,6 +7,7 @@ hook in bot/core (`bot.core.hooks`), so the core never imports prometheus_client
 
 from __future__ import annotations
 
+import gc
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +36,9 @@ JOB_RUNS = Counter("labelbot_job_runs", "Scheduler job runs by job and final sta
                    registry=REGISTRY)
 VOTES_IN_FLIGHT = Gauge("labelbot_votes_in_flight", "Votes being written right now", registry=REGISTRY)
 VOTES_IN_FLIGHT.set_function(hooks.votes_in_flight)
+GC_FROZEN = Gauge("labelbot_gc_frozen_objects", "Start-up objects moved out of the garbage collector's reach",
+                  registry=REGISTRY)
+GC_FROZEN.set_function(gc.get_freeze_count)
 
 _install_lock = threading.Lock()
 

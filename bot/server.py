@@ -9,6 +9,7 @@ starts listening.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import signal
@@ -76,6 +77,18 @@ def _load(name: str) -> Callable[[ServerContext], Awaitable[Stop]]:
     return getattr(importlib.import_module(module), func)
 
 
+def freeze_startup_objects() -> None:
+    """Move everything alive after start-up out of the garbage collector's reach (`gc.freeze`).
+
+    Modules, classes, settings and library caches built at start-up (~150k objects) never become
+    garbage, yet every full collection walks them while holding the GIL: measured pauses of up to
+    100 ms that stalled interaction acknowledgements under load. Frozen, they are skipped. Done by
+    the `serve` process only (not by code embedding `run_server`, such as the tests).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
                      stop_event: asyncio.Event | None = None,
                      started: Callable[[ServerContext, int], None] | None = None) -> None:
@@ -128,6 +141,7 @@ def serve_forever(cfg: Settings, wanted: set[str], host: str, port: int) -> None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_server(cfg, wanted, host, port, stop_event=stop)
+        await run_server(cfg, wanted, host, port, stop_event=stop,
+                         started=lambda _ctx, _port: freeze_startup_objects())
 
     asyncio.run(main())

@@ -92,6 +92,11 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.users: dict[int, dict[str, Any]] = {}
+        # A test may hold follow-ups and/or webhook edits (a slow or unreachable Discord): requests of
+        # the kinds in `hold_kinds` wait until `hold` is set; `held` counts the ones waiting right now.
+        self.hold = asyncio.Event()
+        self.hold_kinds: set[str] = set()
+        self.held = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,6 +309,14 @@ class FakeDiscord:
                                            "response_message_ephemeral": bool(int(data.get("flags") or 0) & 64)},
                            "resource": resource})
 
+    async def _wait_if_held(self, kind: str) -> None:
+        if kind in self.hold_kinds and not self.hold.is_set():
+            self.held += 1
+            try:
+                await self.hold.wait()
+            finally:
+                self.held -= 1
+
     def _by_token(self, request: web.Request) -> Interaction | None:
         inter = self.by_token.get(request.match_info["token"])
         if inter is None or request.match_info["app"] != str(self.app_id):
@@ -311,6 +324,7 @@ class FakeDiscord:
         return inter
 
     async def _followup(self, request: web.Request) -> web.Response:
+        await self._wait_if_held("followup")
         inter = self._by_token(request)
         body, files = await self._body(request)
         if inter is None or inter.response is None:
@@ -321,6 +335,7 @@ class FakeDiscord:
         return self._json(self.public(msg))
 
     async def _edit_webhook_message(self, request: web.Request) -> web.Response:
+        await self._wait_if_held("edit")
         inter = self._by_token(request)
         body, _ = await self._body(request)
         if inter is None or inter.response is None:

@@ -47,6 +47,8 @@ ALREADY_ACKNOWLEDGED = 40060
 UNKNOWN_INTERACTION = 10062
 FORM_READ_TIMEOUT = 2.0
 EDIT_INTERVAL = 1.0  # seconds between two edits of one message (later changes wait and merge)
+AFTER_ACK_SLOTS = 8  # follow-ups and edits in flight at once; the rest wait (costing nothing) so acks stay quick
+DRAIN_TIMEOUT = 10.0  # seconds shutdown waits for pending message edits
 ITEM_POSTS_TTL = 30.0  # seconds an item's list of Discord messages is reused before re-reading it
 SORRY = "Something went wrong on our side and nothing was recorded. Please try again in a moment."
 
@@ -71,8 +73,10 @@ class Refresher:
     the first change is shown at once and the changes of the next `interval` go out as one edit.
     """
 
-    def __init__(self, interval: float = EDIT_INTERVAL) -> None:
+    def __init__(self, interval: float = EDIT_INTERVAL, slots: asyncio.Semaphore | None = None) -> None:
         self.interval = interval
+        self.slots = slots or asyncio.Semaphore(AFTER_ACK_SLOTS)
+        self.drain_timeout = DRAIN_TIMEOUT
         self._pending: dict[Any, Callable[[], Awaitable[None]]] = {}
         self._running: set[Any] = set()
         self._last: dict[Any, float] = {}  # key -> when its last edit finished
@@ -92,13 +96,14 @@ class Refresher:
                 wait = self._last.get(key, 0.0) + self.interval - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)  # changes arriving meanwhile merge into this edit
-                edit = self._pending.pop(key)
-                try:
-                    await edit()
-                except discord.HTTPException as exc:
-                    log.warning("could not refresh message %s: %s %s", key, exc.status, exc.code)
-                except Exception:
-                    log.exception("could not refresh message %s", key)
+                async with self.slots:
+                    edit = self._pending.pop(key)  # taken only now: changes made while waiting still merge
+                    try:
+                        await edit()
+                    except discord.HTTPException as exc:
+                        log.warning("could not refresh message %s: %s %s", key, exc.status, exc.code)
+                    except Exception:
+                        log.exception("could not refresh message %s", key)
                 self._last[key] = time.monotonic()
         finally:
             self._running.discard(key)
@@ -106,9 +111,18 @@ class Refresher:
                 horizon = time.monotonic() - self.interval
                 self._last = {k: v for k, v in self._last.items() if v > horizon}
 
-    async def drain(self) -> None:
+    async def drain(self, timeout: float | None = None) -> None:
+        """At shutdown: let pending edits (the final counts) go out, but never wait on Discord for ever."""
+        deadline = time.monotonic() + (self.drain_timeout if timeout is None else timeout)
         while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning("gave up on %d message edit(s) at shutdown", len(self.tasks))
+                for task in list(self.tasks):
+                    task.cancel()
+                await asyncio.gather(*list(self.tasks), return_exceptions=True)
+                return
+            await asyncio.wait(list(self.tasks), timeout=left)
 
 
 class Handlers:
@@ -118,7 +132,11 @@ class Handlers:
         self.client = client
         self.service = service
         self.settings = settings
-        self.refresher = Refresher()
+        # Work after the first response (follow-ups, message edits) takes one of AFTER_ACK_SLOTS: a burst
+        # of commits then queues here instead of filling the event loop's ready queue ahead of the next
+        # interactions' acknowledgements.
+        self.slots = asyncio.Semaphore(AFTER_ACK_SLOTS)
+        self.refresher = Refresher(slots=self.slots)
         self._latest: dict[int, PostView] = {}  # newest committed view per clicked message, until edited
         self._item_posts: dict[int, tuple[float, list[tuple[int, int, int]]]] = {}  # item -> (expiry, posts)
         self.batcher = VoteBatcher(service)
@@ -155,7 +173,8 @@ class Handlers:
         if chart is not None:
             msg.files.append(discord.File(io.BytesIO(chart[0]), filename=chart[1]))
         try:
-            await interaction.followup.send(**msg.kwargs(), ephemeral=ephemeral)
+            async with self.slots:
+                await interaction.followup.send(**msg.kwargs(), ephemeral=ephemeral)
         except discord.HTTPException as exc:
             log.warning("could not send follow-up for interaction %s: %s %s", interaction.id, exc.status, exc.code)
 
