@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -196,6 +196,8 @@ def claim_delivery(session: Session, delivery_id: str, kind: str) -> bool:
 # Statements on the vote path are built once with bind parameters: rebuilding them per call costs more
 # than executing them.
 _P, _I, _C, _A, _V = Post.__table__, Item.__table__, Campaign.__table__, Annotator.__table__, Vote.__table__
+_D = Delivery.__table__
+_VOTER = func.coalesce(_A.c.linked_to_id, _A.c.id)  # the canonical annotator (links followed)
 _VOTE_CONTEXT = (
     select(
         _P.c.id.label("post_id"), _P.c.permutation, _I.c.id.label("item_id"), _I.c.external_id, _I.c.prompt,
@@ -203,17 +205,26 @@ _VOTE_CONTEXT = (
         _C.c.name, _C.c.status.label("campaign_status"), _C.c.overlap, _C.c.reveal, _C.c.criteria,
         _C.c.guideline_version, _C.c.guidelines, _C.c.agreement_threshold, _C.c.max_extra_votes,
         _C.c.daily_cap, _C.c.settings, _I.c.resolution, _P.c.created_at.label("post_created_at"),
+        _VOTER.label("annotator_id"), _V.c.id.label("vote_id"), _V.c.outcome.label("vote_outcome"),
+        _V.c.ranking.label("vote_ranking"), _V.c.scores.label("vote_scores"),
+        _D.c.delivery_id.label("delivery_seen"),
     )
-    .select_from(_P.join(_I, _I.c.id == _P.c.item_id).join(_C, _C.c.id == _I.c.campaign_id))
+    .select_from(
+        _P.join(_I, _I.c.id == _P.c.item_id).join(_C, _C.c.id == _I.c.campaign_id)
+        .outerjoin(_A, and_(_A.c.platform == bindparam("platform"), _A.c.workspace == bindparam("workspace"),
+                            _A.c.user_id == bindparam("user_id")))
+        .outerjoin(_V, and_(_V.c.item_id == _I.c.id, _V.c.annotator_id == _VOTER))
+        .outerjoin(_D, _D.c.delivery_id == bindparam("delivery_id"))
+    )
     .where(_P.c.id == bindparam("post_id"))
 )
-_VOTE_CONTEXT_LOCKED = _VOTE_CONTEXT.with_for_update(of=_I)
+_LOCK_ITEM_OF_POST = (
+    select(_I.c.id).where(_I.c.id == select(_P.c.item_id).where(_P.c.id == bindparam("post_id")).scalar_subquery())
+    .with_for_update()
+)
 _FIND_ANNOTATOR = select(_A.c.id, _A.c.linked_to_id).where(
     _A.c.platform == bindparam("platform"), _A.c.workspace == bindparam("workspace"),
     _A.c.user_id == bindparam("user_id"),
-)
-_VOTE_ROW = select(_V.c.id, _V.c.outcome, _V.c.ranking, _V.c.scores).where(
-    _V.c.annotator_id == bindparam("annotator"), _V.c.item_id == bindparam("item")
 )
 _SET_ITEM_COUNTERS = (
     update(_I).where(_I.c.id == bindparam("b_item"))
@@ -221,10 +232,24 @@ _SET_ITEM_COUNTERS = (
 )
 
 
-def vote_context(session: Session, post_id: int, *, lock: bool = True) -> Any:
-    """Post, item and campaign fields a vote needs, in one query (item row locked on PostgreSQL)."""
-    stmt = _VOTE_CONTEXT_LOCKED if lock else _VOTE_CONTEXT
-    return session.connection().execute(stmt, {"post_id": post_id}).first()
+def vote_context(session: Session, post_id: int, platform: str, workspace: str, user_id: str,
+                 delivery_id: str | None = None, *, lock: bool = True) -> Any:
+    """Everything a vote needs in one query, read after the item row is locked.
+
+    Post, item and campaign fields, the voter's annotator id (`annotator_id`, None for a first-time
+    user), their current vote on the item (`vote_id`, `vote_outcome`, `vote_ranking`, `vote_scores`;
+    None when they have not voted on it) and whether `delivery_id` was already applied
+    (`delivery_seen`). On PostgreSQL the item row is locked by a statement of its own first: a
+    statement that waits for a row lock keeps the snapshot it started with, so reading the votes in
+    the locking statement would miss a concurrent vote committed during the wait. SQLite's write
+    transaction (BEGIN IMMEDIATE) already serialises writers.
+    """
+    params = {"post_id": post_id, "platform": platform, "workspace": workspace, "user_id": user_id,
+              "delivery_id": delivery_id}
+    conn = session.connection()
+    if lock and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_ITEM_OF_POST, params)
+    return conn.execute(_VOTE_CONTEXT, params).first()
 
 
 def find_annotator(session: Session, platform: str, workspace: str, user_id: str) -> int | None:
@@ -232,10 +257,6 @@ def find_annotator(session: Session, platform: str, workspace: str, user_id: str
         _FIND_ANNOTATOR, {"platform": platform, "workspace": workspace, "user_id": user_id}
     ).first()
     return None if row is None else int(row[1] or row[0])
-
-
-def vote_row(session: Session, annotator: int, item_id: int) -> Any:
-    return session.connection().execute(_VOTE_ROW, {"annotator": annotator, "item": item_id}).first()
 
 
 def update_vote(session: Session, vote_id: int, **values: Any) -> None:

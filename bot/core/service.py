@@ -437,7 +437,7 @@ class LabelingService:
             raise InvalidInput(f"Unknown choice {choice!r}.")
 
     def cast_votes(self, events: Sequence[VoteCast]) -> list[VoteRecorded | LabelingError]:
-        """Group commit: several votes in one transaction (one fsync), each in its own savepoint.
+        """Group commit: several votes in one transaction (one fsync).
 
         Results come back in order; a vote the core refuses gives its LabelingError and changes
         nothing, the others still commit. Any other error aborts the whole batch (callers then fall
@@ -447,12 +447,11 @@ class LabelingService:
         with hooks.vote_in_flight():
             with self.db.write() as s:
                 for event in events:
-                    try:
+                    try:  # refusals come before any write (see _record_in): no savepoint needed
                         self._check_choice(event.choice)
-                        with s.begin_nested():
-                            results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
-                                                           ("choice", event.choice), reason=event.reason,
-                                                           scores=event.scores, batch=True))
+                        results.append(self._record_in(s, event.actor, event.post_id, event.delivery_id,
+                                                       ("choice", event.choice), reason=event.reason,
+                                                       scores=event.scores))
                     except LabelingError as exc:
                         results.append(exc)
             for event, result in zip(events, results, strict=True):  # observed once committed
@@ -506,35 +505,41 @@ class LabelingService:
             return done(self._record_in(s, actor, post_id, delivery_id, what, reason=reason, scores=scores))
 
     def _record_in(self, s: Any, actor: Actor, post_id: int, delivery_id: str | None, what: tuple[str, Any], *,
-                   reason: str | None = None, scores: dict[str, Any] | None = None,
-                   batch: bool = False) -> VoteRecorded:
-        """The vote path, inside the caller's transaction (`batch`: a savepoint of a group commit).
+                   reason: str | None = None, scores: dict[str, Any] | None = None) -> VoteRecorded:
+        """The vote path, inside the caller's transaction (its own, or a group commit's).
 
-        One context query, Core writes, one commit: it is the hottest code we have.
+        One context query, Core writes, one commit: it is the hottest code we have. Every refusal
+        (LabelingError) is raised before the first write, so a refused vote in a group commit needs
+        no savepoint to leave nothing behind.
         """
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")
-        if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
-            if not batch:
-                s.rollback()
-            return self._replayed(s, actor, post_id)
-        ctx = q.vote_context(s, post_id)
+        ctx = q.vote_context(s, post_id, actor.platform, actor.workspace, actor.user_id, delivery_id)
         if ctx is None:
             raise NotFound("That item is no longer available.")
+        if ctx.delivery_seen:
+            return self._replayed(s, actor, post_id)
         if ctx.campaign_status != "active":
             raise CampaignPaused(f"Campaign {ctx.name!r} is paused; votes are not being collected.")
         perm = list(ctx.permutation)
         outcome, ranking, winner, shown = self._canonical(what, perm)
         clean_scores = self._validate_scores(ctx, scores) if scores else None
-        ann = self._annotator(s, actor)
-        existing = q.vote_row(s, ann, ctx.item_id)
+        self._check_user(actor)
+        existing = None if ctx.vote_id is None else SimpleNamespace(
+            id=ctx.vote_id, outcome=ctx.vote_outcome, ranking=ctx.vote_ranking, scores=ctx.vote_scores)
         quorum = ctx.overlap + ctx.extra_votes
         previous_shown = self._shown_choice(existing, perm) if existing else None
         if existing is None and ctx.status != "open":
             raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
-        if existing is None and (ctx.daily_cap or (ctx.settings or {}).get("max_share")):
+        if existing is None and ctx.annotator_id is not None and (
+                ctx.daily_cap or (ctx.settings or {}).get("max_share")):  # a first-time user is under any cap
             self._check_caps(s, SimpleNamespace(id=ctx.campaign_id, daily_cap=ctx.daily_cap,
-                                                settings=ctx.settings), ann)
+                                                settings=ctx.settings), int(ctx.annotator_id))
+        # Writes from here on. The claim is the replay guard: losing it to a concurrent delivery of the
+        # same click means that delivery is applying the vote, and this one has written nothing.
+        if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
+            return self._replayed(s, actor, post_id)
+        ann = int(ctx.annotator_id) if ctx.annotator_id is not None else self._annotator(s, actor)
         gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
         changed = reached = extra = False
         vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
@@ -791,9 +796,13 @@ class LabelingService:
 
     # ------------------------------------------------------------------ helpers
 
-    def _annotator(self, s: Any, actor: Actor) -> int:
+    @staticmethod
+    def _check_user(actor: Actor) -> None:
         if not actor.user_id or len(actor.user_id) > 64 or len(actor.workspace) > 64:
             raise InvalidInput("Unknown user.")
+
+    def _annotator(self, s: Any, actor: Actor) -> int:
+        self._check_user(actor)
         return q.annotator_id(s, actor.platform, actor.workspace, actor.user_id, actor.display_name)
 
 
