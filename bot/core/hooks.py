@@ -1,6 +1,8 @@
 """Observer hooks on the vote path, so operations code (metrics, graceful shutdown) can watch votes
 without the core importing it: `bot.metrics` registers a callback here, `bot.server` waits on
-`wait_idle` before stopping the bots. Callbacks must be cheap; one that raises is ignored.
+`wait_idle` before stopping the bots, and each chat adapter hears `item_changed` to refresh its own
+messages of an item voted on through the other platform. Callbacks run in the thread that committed
+the vote: they must be cheap and thread-safe; one that raises is ignored.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ log = logging.getLogger("labelbot.core.hooks")
 # (platform, kind) with kind: new | changed | unchanged | replay | rejected
 VoteObserver = Callable[[str, str], None]
 _observers: list[VoteObserver] = []
+# (item_id, platform the vote came from), after a committed new or changed vote
+ItemObserver = Callable[[int, str], None]
+_item_observers: list[ItemObserver] = []
 _idle = threading.Condition()
 _in_flight = 0
 
@@ -37,6 +42,33 @@ def vote_observed(platform: str, kind: str) -> None:
             fn(platform, kind)
         except Exception:  # an observer must never break a vote
             log.exception("vote observer failed")
+
+
+def add_item_observer(fn: ItemObserver) -> None:
+    """Call `fn(item_id, platform)` after every committed vote that changed an item's tallies."""
+    if fn not in _item_observers:
+        _item_observers.append(fn)
+
+
+def remove_item_observer(fn: ItemObserver) -> None:
+    if fn in _item_observers:
+        _item_observers.remove(fn)
+
+
+def item_changed(item_id: int, platform: str) -> None:
+    for fn in list(_item_observers):
+        try:
+            fn(item_id, platform)
+        except Exception:  # an observer must never break a vote
+            log.exception("item observer failed")
+
+
+def vote_committed(platform: str, result: Any) -> None:
+    """Tell the observers about one vote attempt once its transaction is over."""
+    kind = vote_kind(result)
+    vote_observed(platform, kind)
+    if kind in ("new", "changed"):
+        item_changed(result.post.item_id, platform)
 
 
 @contextmanager
@@ -80,7 +112,7 @@ def tracked_vote(platform: str) -> Iterator[Callable[[Any], Any]]:
             vote_observed(platform, "rejected")
             raise
     if results:
-        vote_observed(platform, vote_kind(results[0]))
+        vote_committed(platform, results[0])
 
 
 def votes_in_flight() -> int:

@@ -455,8 +455,10 @@ class LabelingService:
                     except LabelingError as exc:
                         results.append(exc)
             for event, result in zip(events, results, strict=True):  # observed once committed
-                kind = "rejected" if isinstance(result, LabelingError) else hooks.vote_kind(result)
-                hooks.vote_observed(event.actor.platform, kind)
+                if isinstance(result, LabelingError):
+                    hooks.vote_observed(event.actor.platform, "rejected")
+                else:
+                    hooks.vote_committed(event.actor.platform, result)
         return results
 
     def submit_ranking(self, event: RankingSubmitted) -> VoteRecorded:

@@ -185,3 +185,18 @@ async def test_linked_accounts_count_once_on_a_cross_posted_item(bot):
     assert vote.outcome == "tie"
     assert service.post_view(post.id).vote_count == 1
     assert any(a.action == "link.accounts" for a in rows(bot.db, AuditLog))
+
+
+async def test_a_vote_on_slack_refreshes_the_items_discord_message(bot):
+    """`labelbot serve` runs both bots in one process: a Slack vote updates the Discord message too."""
+    fake, service = bot.fake, bot.service
+    inter = await fake.slash(["post"], {"n": 1}, ADMIN)
+    await fake.wait_for(lambda: len(inter.followups) >= 2)
+    [msg] = fake.channel_messages()
+    post = post_of(bot.db, msg["id"])
+    slack_post = service.prepare_posts("demo", "slack", "C123", 1)[0]  # the same item, cross-posted
+    assert post.item_id == slack_post.item_id
+    assert "0/3 votes" in str(msg["embeds"])
+    await asyncio.to_thread(service.cast_vote, VoteCast(actor("U1", "slack", "T1"), slack_post.post_id, "A"))
+    await fake.wait_for(lambda: any(mid == int(msg["id"]) for mid, _ in fake.channel_edits), timeout=10)
+    assert "1/3 votes" in str(fake.messages[int(msg["id"])]["embeds"])

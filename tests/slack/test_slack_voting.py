@@ -167,3 +167,23 @@ async def test_message_updates_are_coalesced(slack_env, monkeypatch):
     assert 1 <= len(updates) <= 2, "a burst of votes on one item gives at most one update per interval + the last"
     assert "3/3 votes" in block_text(updates[-1]["blocks"])  # the final state is always shown
     assert len(env.fake.ok_calls("chat.postEphemeral")) == 3
+
+
+async def test_a_vote_on_discord_refreshes_the_items_slack_message(slack_env):
+    """`labelbot serve` runs both bots in one process: a Discord vote updates the Slack message too."""
+    from bot.core.events import VoteCast
+    from tests.conftest import actor
+
+    env = slack_env
+    post, _ = await post_one(env)
+    discord_post = env.service.prepare_posts("demo", "discord", "200000000000000001", 1)[0]  # cross-posted
+    assert discord_post.item_id == post.item_id
+    await asyncio.to_thread(env.service.cast_votes, [VoteCast(actor("42", "discord", ""), discord_post.post_id, "B")])
+    for _ in range(200):
+        if env.fake.ok_calls("chat.update"):
+            break
+        await asyncio.sleep(0.02)
+    await env.settle()
+    updates = env.fake.ok_calls("chat.update")
+    assert updates and updates[-1]["ts"] == post.message_id
+    assert "1/3 votes" in block_text(updates[-1]["blocks"])

@@ -26,6 +26,7 @@ from discord.http import Route
 from bot.adapters.discord import components, translate
 from bot.adapters.discord.handlers import Handlers
 from bot.config import Settings
+from bot.core import hooks
 from bot.core.errors import InvalidInput
 from bot.core.service import LabelingService
 
@@ -221,8 +222,17 @@ async def start(ctx: Any) -> Any:
     task = asyncio.create_task(run(), name="labelbot-discord-gateway")
     ctx.extras["discord_client"] = client
     ctx.health["discord"] = lambda: client.is_ready() and not client.is_closed()
+    loop = asyncio.get_running_loop()
+
+    def voted_elsewhere(item_id: int, platform: str) -> None:
+        """A vote through Slack (same process) changed an item: refresh its Discord messages too."""
+        if platform != translate.PLATFORM and not loop.is_closed():
+            loop.call_soon_threadsafe(client.labelbot.refresh_item, item_id)  # type: ignore[attr-defined]
+
+    hooks.add_item_observer(voted_elsewhere)
 
     async def stop() -> None:
+        hooks.remove_item_observer(voted_elsewhere)
         await client.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

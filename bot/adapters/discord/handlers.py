@@ -237,11 +237,15 @@ class Handlers:
                 await interaction.edit_original_response(embeds=render.render_post(fresh, with_files=False).embeds)
 
             self.refresher.request(("message", clicked), edit_clicked)
-        cached = self._item_posts.get(view.item_id)
+        self.refresh_item(view.item_id, skip_message=clicked)
+
+    def refresh_item(self, item_id: int, *, skip_message: int | None = None) -> None:
+        """Re-render the item's Discord messages from fresh reads (also after a vote made on Slack)."""
+        cached = self._item_posts.get(item_id)
         if cached is not None and cached[0] > time.monotonic():
-            self._edit_others(cached[1], clicked)
+            self._edit_others(cached[1], skip_message)
         else:
-            self.refresher.request(("item", view.item_id), lambda: self._refresh_item(view.item_id, clicked))
+            self.refresher.request(("item", item_id), lambda: self._refresh_item(item_id, skip_message))
 
     async def _refresh_item(self, item_id: int, skip_message: int | None) -> None:
         posts = await asyncio.to_thread(self.service.posts_of_item, item_id)

@@ -20,12 +20,13 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.config import Settings
+from bot.core import hooks
 from bot.core.errors import InvalidInput
 from bot.server import ServerContext, Stop
 
 from .listeners import SlackHandlers
 from .poster import make_client
-from .translate import envelope_problem
+from .translate import PLATFORM, envelope_problem
 
 log = logging.getLogger("labelbot.slack")
 
@@ -113,8 +114,17 @@ async def start(ctx: ServerContext) -> Stop:
     ctx.extras["slack"] = handlers
     ctx.extras["slack_socket"] = socket
     ctx.health["slack"] = lambda: socket is None or socket_connected(socket)
+    loop = asyncio.get_running_loop()
+
+    def voted_elsewhere(item_id: int, platform: str) -> None:
+        """A vote through Discord (same process) changed an item: refresh its Slack messages too."""
+        if platform != PLATFORM and not loop.is_closed():
+            loop.call_soon_threadsafe(handlers.refresh, item_id)
+
+    hooks.add_item_observer(voted_elsewhere)
 
     async def stop() -> None:
+        hooks.remove_item_observer(voted_elsewhere)
         if socket is not None:
             await socket.close_async()
         if connecting is not None and not connecting.done():
