@@ -784,10 +784,12 @@ class LabelingService:
             camp = self._campaign_in(s, campaign)
             return compute_leaderboard(s, camp.id, bootstrap_rounds=bootstrap_rounds)
 
-    def guidelines(self, campaign: str | None = None) -> tuple[str, str, int]:
-        """(campaign name, guideline text, version) for one campaign or the only active one."""
+    def guidelines(self, campaign: str | None = None, *, post_id: int | None = None) -> tuple[str, str, int]:
+        """(campaign name, guideline text, version) for a campaign, a posted item's campaign, or the active one."""
         with self.db.read() as s:
-            if campaign:
+            if post_id is not None:
+                _post, _item, camp = self._post_item(s, post_id)
+            elif campaign:
                 camp = self._campaign_in(s, campaign)
             else:
                 active = [c for c in q.list_campaigns(s) if c.status == "active"]

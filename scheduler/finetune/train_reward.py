@@ -25,10 +25,10 @@ from scheduler.finetune.common import (
     base_parser,
     count_params,
     default_reward_base,
+    load_or_report,
     load_pairs,
     log,
-    merge_lora_and_save,
-    save_tokenizer_and_model,
+    save_trained,
     setup_torch,
     write_metrics,
 )
@@ -181,11 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(batch_size=16, max_length=128, epochs=2.0)
     args = p.parse_args(argv)
     setup_torch(args.seed, args.threads)
-    try:
-        pairs, test = load_pairs(args.data)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = load_or_report(load_pairs, args.data)
+    if loaded is None:
         return 2
+    pairs, test = loaded
     base = args.base or default_reward_base()
     model, tokenizer, metrics = train(pairs, test, base=base, variant=args.variant, epochs=args.epochs,
                                       max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
@@ -193,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     if not metrics.pop("main_process"):
         return 0  # under accelerate/torchrun only the main process saves
-    if args.variant == "lora":
-        merge_lora_and_save(model, tokenizer, out)
-    else:
-        save_tokenizer_and_model(model, tokenizer, out)
+    save_trained(model, tokenizer, out, lora=args.variant == "lora")
     write_metrics(out, metrics)
     return 0
 

@@ -14,23 +14,23 @@ import math
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from scheduler.finetune.common import (
     Completion,
-    DataError,
     causal_lm_parser,
     count_params,
+    last_train_loss,
     load_causal_lm,
     load_completions,
+    load_or_report,
     log,
-    merge_lora_and_save,
-    save_tokenizer_and_model,
+    lora_config,
+    save_trained,
     setup_torch,
+    trl_config_kwargs,
     write_metrics,
 )
-from scheduler.finetune.train_dpo import _has_gpu, last_train_loss, lora_config
 
 
 def _dataset(rows: list[Completion]) -> Any:
@@ -56,28 +56,22 @@ def mean_logprob(model: Any, tokenizer: Any, prompt: str, completion: str, max_l
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = causal_lm_parser("Supervised fine-tuning (TRL) on corrections.", "sft")
+    p = causal_lm_parser("Supervised fine-tuning (TRL) on corrections.")
     args = p.parse_args(argv)
     if not args.base:
         print("error: --base is required for SFT (a local causal LM path or hub name)", file=sys.stderr)
         return 2
     setup_torch(args.seed, args.threads)
-    try:
-        rows, test = load_completions(args.data)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    loaded = load_or_report(load_completions, args.data)
+    if loaded is None:
         return 2
+    rows, test = loaded
     from trl import SFTConfig, SFTTrainer
 
     tokenizer, model = load_causal_lm(args.base)
     lr = args.lr or (5e-4 if args.lora else 5e-5)
     with tempfile.TemporaryDirectory(prefix="sft-") as scratch:
-        config = SFTConfig(
-            output_dir=scratch, per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size, num_train_epochs=args.epochs, max_steps=args.max_steps,
-            learning_rate=lr, max_length=args.max_length, logging_steps=1, save_strategy="no", eval_strategy="no",
-            report_to=[], seed=args.seed, disable_tqdm=True, use_cpu=not _has_gpu(),
-        )
+        config = SFTConfig(**trl_config_kwargs(args, scratch, lr))
         trainer = SFTTrainer(model=model, args=config, train_dataset=_dataset(rows),
                              eval_dataset=_dataset(test) if test else None, processing_class=tokenizer,
                              peft_config=lora_config(args.lora_r) if args.lora else None)
@@ -107,12 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(train_seconds, 3),
         "trainable_params": trainable, "total_params": total,
     }
-    out: Path = args.out
-    if args.lora:
-        merge_lora_and_save(trained, tokenizer, out)
-    else:
-        save_tokenizer_and_model(trained, tokenizer, out)
-    write_metrics(out, metrics)
+    save_trained(trained, tokenizer, args.out, lora=args.lora)
+    write_metrics(args.out, metrics)
     log(f"done: train loss {metrics['train_loss']}, eval loss {eval_loss}, "
         f"corrected-over-original accuracy {metrics['eval_accuracy']}")
     return 0

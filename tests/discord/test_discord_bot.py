@@ -143,3 +143,13 @@ async def test_thread_reply_is_kept_as_comment(bot):
     await bot.fake.wait_for(comments)
     [comment] = comments()
     assert comment.item_id == post.item_id and "does not exist" in comment.text
+
+
+async def test_guidelines_button_sends_the_items_campaign_guidelines(bot):
+    message, post = await first_post(bot)
+    click = await bot.fake.click(message, f"lbl:guide:{post.id}", USERS[3])
+    await bot.fake.wait_for(lambda: click.followups)
+    reply = click.followups[0]
+    assert click.callbacks == [(200, {"type": 6})] and reply["flags"] & 64
+    assert reply["embeds"][0]["title"] == "Guidelines for demo (version 1)"
+    assert "Prefer correct answers." in reply["embeds"][0]["description"]

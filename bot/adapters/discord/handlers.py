@@ -190,15 +190,20 @@ class Handlers:
         event = VoteCast(self._actor(interaction), post_id, choice, delivery_id=delivery_id(interaction))
         await self._record(interaction, ack, lambda: self.batcher.cast(event))
 
-    async def _record(self, interaction: discord.Interaction, ack: Ack, call: Callable[[], Awaitable[Any]]) -> None:
+    async def _attempt(self, interaction: discord.Interaction, ack: Ack, work: Awaitable[Any], what: str) -> Any:
+        """Run core work; a refusal or failure becomes a private message and None."""
         try:
-            res = await call()
+            return await work
         except LabelingError as exc:
             await self._say(interaction, exc.message, ack)
-            return
         except Exception:
-            log.exception("vote failed for interaction %s", interaction.id)
+            log.exception("%s failed for interaction %s", what, interaction.id)
             await self._say(interaction, SORRY, ack)
+        return None
+
+    async def _record(self, interaction: discord.Interaction, ack: Ack, call: Callable[[], Awaitable[Any]]) -> None:
+        res = await self._attempt(interaction, ack, call(), "vote")
+        if res is None:
             return
         if ack.duplicate and res.replay:
             return  # the first delivery already confirmed it to the person
@@ -276,28 +281,16 @@ class Handlers:
                                                                                    delivery_id(interaction))))
 
     async def _notice(self, interaction: discord.Interaction, ack: Ack, call: Callable[[], Any]) -> None:
-        try:
-            notice = await asyncio.to_thread(call)
-        except LabelingError as exc:
-            await self._say(interaction, exc.message, ack)
-            return
-        except Exception:
-            log.exception("action failed for interaction %s", interaction.id)
-            await self._say(interaction, SORRY, ack)
-            return
-        if ack.duplicate:
-            return
-        await self._say(interaction, notice.text, ack)
+        notice = await self._attempt(interaction, ack, asyncio.to_thread(call), "action")
+        if notice is not None and not ack.duplicate:
+            await self._say(interaction, notice.text, ack)
 
     async def guidelines(self, interaction: discord.Interaction, post_id: int) -> None:
         ack = await self._ack(interaction)
-        try:
-            view = await asyncio.to_thread(self.service.post_view, post_id)
-            name, text, version = await asyncio.to_thread(self.service.guidelines, view.campaign)
-        except LabelingError as exc:
-            await self._say(interaction, exc.message, ack)
-            return
-        if not ack.duplicate:
+        found = await self._attempt(interaction, ack, asyncio.to_thread(self.service.guidelines, post_id=post_id),
+                                    "guidelines")
+        if found is not None and not ack.duplicate:
+            name, text, version = found
             await self._say(interaction, text, ack, title=f"Guidelines for {name} (version {version})",
                             filename="guidelines.md")
 

@@ -181,8 +181,7 @@ class SlackHandlers:
             notice = await self.db(self.service.flag, event)
             await self.tell(i.channel, i.actor.user_id, notice.text, ok=notice.ok, response_url=i.response_url)
         elif i.action == "guide":
-            view = await self.db(self.service.post_view, i.post_id)
-            name, text, version = await self.db(self.service.guidelines, view.campaign)
+            name, text, version = await self.db(self.service.guidelines, post_id=i.post_id)
             for msg_text, blocks in render.guidelines_messages(name, text, version):
                 await self.send_private(i.channel, i.actor.user_id, msg_text, blocks, response_url=i.response_url)
         else:  # fix | rank | score: open a modal while the trigger is fresh (3 s)
