@@ -164,6 +164,9 @@ def test_resolve_and_requeue(service, db):
         post = s.exec(select(Post).where(Post.item_id == item.id)).first()
     assert item.status == "resolved" and item.resolution["ranking"] == [1, 0]
     assert service.post_view(post.id).result.consensus == letter_of(service, post.id, "second")
+    # a vote changed afterwards (now both votes say "first") still gets the admin's answer in its reply
+    changed = service.cast_vote(VoteCast(actor("U2"), post.id, letter_of(service, post.id, "first")))
+    assert changed.changed and changed.post.result.consensus == letter_of(service, post.id, "second")
     assert quality_report(db, "r").split_items == []
     service.update_campaign("r", CLI, guidelines="New rules")
     note = service.requeue_old_guidelines(actor("UADMIN"), "r")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core.errors import InvalidInput
+
 PAIR_CHOICES = ("tie", "both_bad")
 MAX_REASON_CHARS = 4000
 MAX_CORRECTION_CHARS = 40000
@@ -25,6 +27,11 @@ class Actor:
     @property
     def key(self) -> str:
         return f"{self.platform}:{self.user_id}"
+
+    def check(self) -> None:
+        """Refuse ids no platform issues (empty or over 64 characters) before they reach the database."""
+        if not self.user_id or len(self.user_id) > 64 or len(self.workspace) > 64:
+            raise InvalidInput("Unknown user.")
 
 
 @dataclass(frozen=True)

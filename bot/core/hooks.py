@@ -18,8 +18,8 @@ log = logging.getLogger("labelbot.core.hooks")
 # (platform, kind) with kind: new | changed | unchanged | replay | rejected
 VoteObserver = Callable[[str, str], None]
 _observers: list[VoteObserver] = []
-# (item_id, platform the vote came from), after a committed new or changed vote
-ItemObserver = Callable[[int, str], None]
+# (the VoteRecorded, platform the vote came from), after a committed new or changed vote
+ItemObserver = Callable[[Any, str], None]
 _item_observers: list[ItemObserver] = []
 _idle = threading.Condition()
 _in_flight = 0
@@ -45,7 +45,7 @@ def vote_observed(platform: str, kind: str) -> None:
 
 
 def add_item_observer(fn: ItemObserver) -> None:
-    """Call `fn(item_id, platform)` after every committed vote that changed an item's tallies."""
+    """Call `fn(result, platform)` after every committed vote that changed an item's tallies."""
     if fn not in _item_observers:
         _item_observers.append(fn)
 
@@ -55,10 +55,10 @@ def remove_item_observer(fn: ItemObserver) -> None:
         _item_observers.remove(fn)
 
 
-def item_changed(item_id: int, platform: str) -> None:
+def item_changed(result: Any, platform: str) -> None:
     for fn in list(_item_observers):
         try:
-            fn(item_id, platform)
+            fn(result, platform)
         except Exception:  # an observer must never break a vote
             log.exception("item observer failed")
 
@@ -68,7 +68,7 @@ def vote_committed(platform: str, result: Any) -> None:
     kind = vote_kind(result)
     vote_observed(platform, kind)
     if kind in ("new", "changed"):
-        item_changed(result.post.item_id, platform)
+        item_changed(result, platform)
 
 
 @contextmanager

@@ -86,8 +86,7 @@ def _aware(value: datetime) -> datetime:
 
 def _own_row(s: Any, actor: Actor) -> Annotator:
     """The actor's own annotator row (not the canonical one), created on first sight."""
-    if not actor.user_id or len(actor.user_id) > 64 or len(actor.workspace) > 64:
-        raise InvalidInput("Unknown user.")
+    actor.check()
     q.annotator_id(s, actor.platform, actor.workspace, actor.user_id, actor.display_name)
     return s.exec(select(Annotator).where(Annotator.platform == actor.platform, Annotator.workspace == actor.workspace,
                                          Annotator.user_id == actor.user_id)).one()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Said on every platform when handling an action failed unexpectedly: some work may have been committed.
+SORRY = "Sorry, something went wrong on our side; your last action may not have been saved. Please try again."
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 REASON_REQUEST = ("The votes on this item are split. If you voted, please reply here with a one-line reason "
                   "for your choice; an admin will settle it.")

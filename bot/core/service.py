@@ -383,9 +383,8 @@ class LabelingService:
             for v in votes:
                 key = self._shown_choice(v, post.permutation)
                 tallies[key] = tallies.get(key, 0) + 1
-            resolution = getattr(item, "resolution", None)
-            if resolution:
-                cons = aggregate.resolved_consensus(resolution, len(votes), item.n_responses)
+            if item.resolution:
+                cons = aggregate.resolved_consensus(item.resolution, len(votes), item.n_responses)
             else:
                 cons = aggregate.item_consensus([_lite(v) for v in votes], item.n_responses)
             consensus = None
@@ -516,6 +515,7 @@ class LabelingService:
         """
         if reason is not None and len(reason) > MAX_REASON_CHARS:
             raise InvalidInput(f"Reasons are limited to {MAX_REASON_CHARS} characters.")
+        actor.check()
         ctx = q.vote_context(s, post_id, actor.platform, actor.workspace, actor.user_id, delivery_id)
         if ctx is None:
             raise NotFound("That item is no longer available.")
@@ -526,7 +526,6 @@ class LabelingService:
         perm = list(ctx.permutation)
         outcome, ranking, winner, shown = self._canonical(what, perm)
         clean_scores = self._validate_scores(ctx, scores) if scores else None
-        self._check_user(actor)
         existing = None if ctx.vote_id is None else SimpleNamespace(
             id=ctx.vote_id, outcome=ctx.vote_outcome, ranking=ctx.vote_ranking, scores=ctx.vote_scores)
         quorum = ctx.overlap + ctx.extra_votes
@@ -541,7 +540,8 @@ class LabelingService:
         # same click means that delivery is applying the vote, and this one has written nothing.
         if delivery_id and not q.claim_delivery(s, delivery_id, "vote"):
             return self._replayed(s, actor, post_id)
-        ann = int(ctx.annotator_id) if ctx.annotator_id is not None else self._annotator(s, actor)
+        ann = int(ctx.annotator_id) if ctx.annotator_id is not None else q.annotator_id(
+            s, actor.platform, actor.workspace, actor.user_id, actor.display_name)
         gold = self._gold_feedback(ctx, perm, outcome, ranking) if ctx.gold else None
         changed = reached = extra = False
         vote_count, extra_votes, status = ctx.vote_count, ctx.extra_votes, ctx.status
@@ -609,7 +609,8 @@ class LabelingService:
     def _view_from(self, s: Any, ctx: Any, **state: Any) -> PostView:
         post = SimpleNamespace(id=ctx.post_id, permutation=list(ctx.permutation))
         item = SimpleNamespace(id=ctx.item_id, external_id=ctx.external_id, prompt=ctx.prompt,
-                               n_responses=ctx.n_responses, campaign_id=ctx.campaign_id, **state)
+                               n_responses=ctx.n_responses, campaign_id=ctx.campaign_id,
+                               resolution=ctx.resolution, **state)
         camp = SimpleNamespace(name=ctx.name, overlap=ctx.overlap, reveal=ctx.reveal, criteria=ctx.criteria,
                                guideline_version=ctx.guideline_version)
         return self._post_view(s, post, camp=camp, item=item)
@@ -801,12 +802,8 @@ class LabelingService:
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
-    def _check_user(actor: Actor) -> None:
-        if not actor.user_id or len(actor.user_id) > 64 or len(actor.workspace) > 64:
-            raise InvalidInput("Unknown user.")
-
-    def _annotator(self, s: Any, actor: Actor) -> int:
-        self._check_user(actor)
+    def _annotator(s: Any, actor: Actor) -> int:
+        actor.check()
         return q.annotator_id(s, actor.platform, actor.workspace, actor.user_id, actor.display_name)
 
 

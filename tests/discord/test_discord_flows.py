@@ -200,3 +200,12 @@ async def test_a_vote_on_slack_refreshes_the_items_discord_message(bot):
     await asyncio.to_thread(service.cast_vote, VoteCast(actor("U1", "slack", "T1"), slack_post.post_id, "A"))
     await fake.wait_for(lambda: any(mid == int(msg["id"]) for mid, _ in fake.channel_edits), timeout=10)
     assert "1/3 votes" in str(fake.messages[int(msg["id"])]["embeds"])
+
+    def asks() -> list[dict]:
+        return [m for m in fake.messages.values() if m["channel_id"] == str(post.thread_id)
+                and "split" in (m.get("content") or "")]
+
+    for user, choice in (("U2", "B"), ("U3", "tie")):  # the Slack votes split the item: Discord asks too
+        await asyncio.to_thread(service.cast_vote, VoteCast(actor(user, "slack", "T1"), slack_post.post_id, choice))
+    await fake.wait_for(asks, timeout=10)
+    assert len(asks()) == 1

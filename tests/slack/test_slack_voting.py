@@ -187,3 +187,13 @@ async def test_a_vote_on_discord_refreshes_the_items_slack_message(slack_env):
     updates = env.fake.ok_calls("chat.update")
     assert updates and updates[-1]["ts"] == post.message_id
     assert "1/3 votes" in block_text(updates[-1]["blocks"])
+    for user, choice in (("43", "A"), ("44", "tie")):  # the Discord votes split the item: Slack asks too
+        await asyncio.to_thread(env.service.cast_votes, [VoteCast(actor(user, "discord", ""), discord_post.post_id,
+                                                                   choice)])
+    for _ in range(200):
+        if [c for c in env.fake.ok_calls("chat.postMessage") if c.get("thread_ts") == post.message_id]:
+            break
+        await asyncio.sleep(0.02)
+    await env.settle()
+    asks = [c for c in env.fake.ok_calls("chat.postMessage") if c.get("thread_ts") == post.message_id]
+    assert len(asks) == 1 and "split" in asks[0]["text"]

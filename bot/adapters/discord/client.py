@@ -224,10 +224,10 @@ async def start(ctx: Any) -> Any:
     ctx.health["discord"] = lambda: client.is_ready() and not client.is_closed()
     loop = asyncio.get_running_loop()
 
-    def voted_elsewhere(item_id: int, platform: str) -> None:
-        """A vote through Slack (same process) changed an item: refresh its Discord messages too."""
+    def voted_elsewhere(result: Any, platform: str) -> None:
+        """A vote through Slack (same process) changed an item: its Discord messages and threads follow."""
         if platform != translate.PLATFORM and not loop.is_closed():
-            loop.call_soon_threadsafe(client.labelbot.refresh_item, item_id)  # type: ignore[attr-defined]
+            loop.call_soon_threadsafe(client.labelbot.voted_elsewhere, result)  # type: ignore[attr-defined]
 
     hooks.add_item_observer(voted_elsewhere)
 

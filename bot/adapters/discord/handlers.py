@@ -16,7 +16,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from bot.core.events import (
     RankingSubmitted,
     VoteCast,
 )
-from bot.core.replies import REASON_REQUEST, PostView
+from bot.core.replies import REASON_REQUEST, SORRY, PostView, VoteRecorded
 from bot.core.service import LabelingService
 
 log = logging.getLogger("labelbot.discord")
@@ -50,7 +50,6 @@ EDIT_INTERVAL = 1.0  # seconds between two edits of one message (later changes w
 AFTER_ACK_SLOTS = 8  # follow-ups and edits in flight at once; the rest wait (costing nothing) so acks stay quick
 DRAIN_TIMEOUT = 10.0  # seconds shutdown waits for pending message edits
 ITEM_POSTS_TTL = 30.0  # seconds an item's list of Discord messages is reused before re-reading it
-SORRY = "Something went wrong on our side and nothing was recorded. Please try again in a moment."
 
 
 @dataclass(frozen=True)
@@ -86,9 +85,13 @@ class Refresher:
         self._pending[key] = edit
         if key not in self._running:
             self._running.add(key)
-            task = asyncio.create_task(self._drain(key))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.spawn(self._drain(key))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run message work in the background, tracked so shutdown drains it (with a bound)."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _drain(self, key: Any) -> None:
         try:
@@ -205,8 +208,8 @@ class Handlers:
         res = await self._attempt(interaction, ack, call(), "vote")
         if res is None:
             return
-        if ack.duplicate and res.replay:
-            return  # the first delivery already confirmed it to the person
+        if res.replay:
+            return  # the first delivery already confirmed it to the person (as on Slack)
         await self._say(interaction, render.confirmation(res), ack)
         self.refresh(interaction, res.post)
         if res.ask_reason:
@@ -243,6 +246,12 @@ class Handlers:
 
             self.refresher.request(("message", clicked), edit_clicked)
         self.refresh_item(view.item_id, skip_message=clicked)
+
+    def voted_elsewhere(self, res: VoteRecorded) -> None:
+        """A vote on the other platform: same refresh and split-vote reason request as for our own votes."""
+        self.refresh_item(res.post.item_id)
+        if res.ask_reason:
+            self.refresher.spawn(self.ask_for_reasons(res.post.item_id))
 
     def refresh_item(self, item_id: int, *, skip_message: int | None = None) -> None:
         """Re-render the item's Discord messages from fresh reads (also after a vote made on Slack)."""

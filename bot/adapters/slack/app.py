@@ -116,10 +116,10 @@ async def start(ctx: ServerContext) -> Stop:
     ctx.health["slack"] = lambda: socket is None or socket_connected(socket)
     loop = asyncio.get_running_loop()
 
-    def voted_elsewhere(item_id: int, platform: str) -> None:
-        """A vote through Discord (same process) changed an item: refresh its Slack messages too."""
+    def voted_elsewhere(result: Any, platform: str) -> None:
+        """A vote through Discord (same process) changed an item: its Slack messages and threads follow."""
         if platform != PLATFORM and not loop.is_closed():
-            loop.call_soon_threadsafe(handlers.refresh, item_id)
+            loop.call_soon_threadsafe(handlers.voted_elsewhere, result)
 
     hooks.add_item_observer(voted_elsewhere)
 

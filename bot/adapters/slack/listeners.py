@@ -25,7 +25,7 @@ from bot import metrics
 from bot.adapters import commands
 from bot.config import Settings
 from bot.core.errors import LabelingError
-from bot.core.replies import REASON_REQUEST, PostView
+from bot.core.replies import REASON_REQUEST, SORRY, PostView, VoteRecorded
 from bot.core.service import LabelingService
 
 from . import render, translate
@@ -37,7 +37,6 @@ log = logging.getLogger("labelbot.slack")
 DB_THREADS = 4
 BACKGROUND_SLOTS = 8  # jobs doing work at once; the rest wait (costing nothing) so acks stay quick
 UPDATE_INTERVAL_S = 1.0  # at most one chat.update per item per second (chat.update is Tier 3, ~50/min)
-SORRY = "Sorry, something went wrong on our side; your last action may not have been saved. Please try again."
 
 
 def bad_request(reason: str) -> BoltResponse:
@@ -288,6 +287,12 @@ class SlackHandlers:
                                               title=name.rsplit(".", 1)[0])
         except SlackApiError as exc:
             log.warning("sending chart %s failed: %s", name, exc.response.get("error"))
+
+    def voted_elsewhere(self, rec: VoteRecorded) -> None:
+        """A vote on the other platform: same refresh and split-vote reason request as for our own votes."""
+        self.refresh(rec.post.item_id)
+        if rec.ask_reason:
+            self.spawn(self.ask_for_reasons(rec.post.item_id))
 
     async def ask_for_reasons(self, item_id: int) -> None:
         """Votes split: ask in the item's threads for one-line reasons (kept as comments for admins)."""
