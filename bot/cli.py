@@ -496,10 +496,11 @@ def schedule_runs(
 ) -> None:
     """The run ledger: each scheduled slot and how it went."""
     from scheduler.ledger import Ledger
+    from scheduler.schedules import KINDS, job_id
 
     svc = service()
-    runs = [r for r in Ledger(svc.db).runs(limit=max(1, limit) * (20 if campaign else 1))
-            if campaign is None or r.job_id.split(":", 1)[1] == campaign][:limit]
+    jobs = [job_id(kind, campaign) for kind in KINDS] if campaign else None
+    runs = Ledger(svc.db).runs(jobs, limit=max(1, limit))
     if as_json:
         print(json.dumps([{"job": r.job_id, "slot": r.slot.isoformat(), "status": r.status, "attempts": r.attempts,
                            "started": r.started_at.isoformat(),

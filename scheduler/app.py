@@ -32,7 +32,7 @@ from bot.core.service import LabelingService
 from scheduler.jobs import JOBS, JobContext, Launcher, Outcome
 from scheduler.leader import LeaderLock, lock_for
 from scheduler.ledger import Claim, Ledger, as_slot
-from scheduler.schedules import ScheduleRow, describe, list_schedules
+from scheduler.schedules import ScheduleRow, describe, get_schedule, list_schedules
 from storage.db import Database
 from storage.models import JobRun
 
@@ -328,10 +328,9 @@ class SchedulerApp:
     def _schedule(self, job_id: str, enabled_only: bool = True) -> ScheduleRow | None:
         kind, campaign = job_id.split(":", 1)
         try:
-            rows = list_schedules(self.db, campaign, enabled_only=enabled_only)
-        except Exception:
+            return get_schedule(self.db, campaign, kind, enabled_only=enabled_only)
+        except Exception:  # the campaign was deleted or renamed since the job was scheduled
             return None
-        return next((r for r in rows if r.kind == kind), None)
 
 
 def _default_spec(kind: str) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from storage.models import ExportRecord
 
 FORMATS = ("trl", "trl-conversational", "reward", "kto", "sft", "correction-pairs", "hh", "openai-preference",
            "votes")
-CONSENSUS_FORMATS = frozenset({"trl", "trl-conversational", "reward", "kto", "hh", "openai-preference"})
 CORRECTION_FORMATS = frozenset({"sft", "correction-pairs"})
 PAIR_FORMATS = frozenset({"trl", "trl-conversational", "reward", "kto", "hh", "openai-preference"})
 # What each format is for (shown in the CLI help and the manifest).

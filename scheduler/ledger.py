@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -122,11 +123,12 @@ class Ledger:
             return s.exec(select(JobRun.id).where(JobRun.job_id == job_id, JobRun.slot == as_slot(slot))).first() \
                 is not None
 
-    def runs(self, job_id: str | None = None, *, prefix: str | None = None, limit: int = 50) -> list[JobRun]:
+    def runs(self, job_ids: str | Sequence[str] | None = None, *, limit: int = 50) -> list[JobRun]:
+        """The newest runs, of one job id or of any of several (e.g. every job of a campaign)."""
         with self.db.read() as s:
             stmt = select(JobRun).order_by(JobRun.slot.desc(), JobRun.id.desc()).limit(limit)
-            if job_id is not None:
-                stmt = stmt.where(JobRun.job_id == job_id)
-            if prefix is not None:
-                stmt = stmt.where(JobRun.job_id.like(prefix.replace("%", r"\%") + "%"))
+            if isinstance(job_ids, str):
+                stmt = stmt.where(JobRun.job_id == job_ids)
+            elif job_ids is not None:
+                stmt = stmt.where(JobRun.job_id.in_(list(job_ids)))
             return list(s.exec(stmt))

@@ -295,5 +295,5 @@ def list_schedules(db: Database, campaign: str | None = None, *, enabled_only: b
         return [ScheduleRow(c.name, r.kind, r.enabled, dict(r.spec), r.created_at, r.updated_at) for r, c in rows]
 
 
-def get_schedule(db: Database, campaign: str, kind: str) -> ScheduleRow | None:
-    return next((r for r in list_schedules(db, campaign) if r.kind == kind), None)
+def get_schedule(db: Database, campaign: str, kind: str, *, enabled_only: bool = False) -> ScheduleRow | None:
+    return next((r for r in list_schedules(db, campaign, enabled_only=enabled_only) if r.kind == kind), None)

@@ -17,6 +17,7 @@ from sqlmodel import select
 
 from bot.core import aggregate
 from bot.core.errors import NotFound
+from bot.core.replies import prompt_as_text
 from storage import queries as q
 from storage.models import Annotator, Item, Response, Vote
 
@@ -157,7 +158,7 @@ def quality_report(db: Any, campaign: str) -> QualityReport:
         texts = [r.text for r in responses[item_id]]
         lites = [aggregate.VoteLite(v.outcome, tuple(v.ranking) if v.ranking else None) for v in item_votes]
         labels.append([lv.category for lv in lites])
-        min_ms = max(MIN_READ_SECONDS, (len(aggregate_text(item.prompt)) + sum(map(len, texts))) / read_cps) * 1000
+        min_ms = max(MIN_READ_SECONDS, (len(prompt_as_text(item.prompt)) + sum(map(len, texts))) / read_cps) * 1000
         for v, lv in zip(item_votes, lites, strict=True):
             aq = people.setdefault(v.annotator_id, AnnotatorQuality(v.annotator_id, names.get(v.annotator_id, "?")))
             aq.votes += 1
@@ -215,12 +216,6 @@ def quality_report(db: Any, campaign: str) -> QualityReport:
         annotators=sorted(people.values(), key=lambda a: (-len(a.flags), -a.votes)), bias=bias,
         fast_vote_threshold_chars_per_s=read_cps,
     )
-
-
-def aggregate_text(prompt: Any) -> str:
-    from bot.core.replies import prompt_as_text
-
-    return prompt_as_text(prompt)
 
 
 def _matches(vote: aggregate.VoteLite, cons: aggregate.ItemConsensus) -> bool:

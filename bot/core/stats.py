@@ -12,8 +12,6 @@ from bot.core.replies import CampaignStats, LeaderboardRow
 from storage import queries as q
 from storage.db import Database
 
-MIN_BATTLES_TO_RANK = 1
-
 
 def _ranking(value: Any) -> tuple[int, ...] | None:
     if value is None:

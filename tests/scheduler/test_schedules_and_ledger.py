@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
@@ -129,6 +130,18 @@ def test_label_schedule_command(service, campaign, db):
     assert post.enabled is False and post.spec["count"] == 5
 
 
+def test_cli_runs_of_one_campaign_are_found_among_many_newer_runs(service, campaign, db_url, db):
+    ledger = Ledger(db)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger.finish(ledger.claim("export:demo", start))
+    for hour in range(1, 60):  # another campaign's runs, all newer
+        ledger.finish(ledger.claim("post:other", start + timedelta(hours=hour)))
+    out = subprocess.run(cli_cmd("schedule", "runs", "--campaign", campaign, "--limit", "1", "--json"), cwd=ROOT,
+                         env=cli_env(db_url), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert [r["job"] for r in json.loads(out.stdout)] == ["export:demo"]
+
+
 def test_cli_schedule_commands(service, campaign, db_url):
     env = cli_env(db_url)
 
@@ -141,8 +154,6 @@ def test_cli_schedule_commands(service, campaign, db_url):
     bad = cli("export", "--campaign", campaign, "--every", "1d", "--formats", "xml")
     assert bad.returncode == 1 and "Unknown export format" in bad.stderr
     shown = cli("show", "--json")
-    import json
-
     assert {r["job_id"] for r in json.loads(shown.stdout)} == {"post:demo", "export:demo"}
     now = cli("run-now", "--campaign", campaign, "export")
     assert now.returncode == 0, now.stderr
