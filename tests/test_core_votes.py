@@ -29,14 +29,16 @@ def count(db, model) -> int:
 
 
 def test_vote_is_stored_in_canonical_positions(service, campaign, db):
-    view = service.prepare_posts(campaign, "slack", "C123", 1)[0]
+    views = service.prepare_posts(campaign, "slack", "C123", 6)
+    with db.read() as s:
+        swapped = [v for v in views if s.get(Post, v.post_id).permutation == [1, 0]]
+    assert swapped, "some post must show the responses swapped (shuffled sides)"
+    view = swapped[0]
     res = service.cast_vote(VoteCast(actor("U1"), view.post_id, "A", delivery_id="d-1"))
     assert res.choice == "A" and not res.replay and not res.changed
     with db.read() as s:
-        post = s.get(Post, view.post_id)
         vote = s.exec(select(Vote)).one()
-    assert vote.winner == post.permutation[0]
-    assert vote.ranking == [post.permutation[0], post.permutation[1]]
+    assert vote.winner == 1 and vote.ranking == [1, 0]  # shown "A" is the second stored response
     assert vote.shown_choice == "A" and vote.guideline_version == 1
     assert res.post.vote_count == 1 and res.post.quorum == 3 and not res.post.revealed
     assert all(r.model is None for r in res.post.responses), "model names must stay hidden before quorum"

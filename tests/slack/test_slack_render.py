@@ -13,9 +13,9 @@ from tests.slack.payloads import block_actions, message_event, view_submission
 
 
 def view(texts: list[str], *, prompt: str = "Which is right?", revealed: bool = False, criteria=(),
-         images: dict[int, str] | None = None) -> PostView:
-    images = images or {}
-    responses = [ShownResponse(render.LETTERS[i], t, f"model-{i}" if revealed else None, images.get(i))
+         images: dict[int, str] | None = None, audio: dict[int, str] | None = None) -> PostView:
+    images, audio = images or {}, audio or {}
+    responses = [ShownResponse(render.LETTERS[i], t, f"model-{i}" if revealed else None, images.get(i), audio.get(i))
                  for i, t in enumerate(texts)]
     result = ItemResult({"A": 2, "tie": 1}, "A", 0.67) if revealed else None
     return PostView(post_id=42, item_id=7, campaign="demo", external_id="ext-1", prompt=prompt,
@@ -65,10 +65,13 @@ def test_long_content_stays_within_limits_and_is_never_cut(n, size):
 
 
 def test_images_and_audio():
-    v = view(["a", "b"], images={0: "https://example.com/a.png", 1: "/data/b.png"})
+    v = view(["a", "b"], images={0: "https://example.com/a.png", 1: "/data/b.png"},
+             audio={0: "https://example.com/a.mp3", 1: "/data/b.wav"})
     rendered = render.item_message(v)
     assert any(b["type"] == "image" and b["image_url"] == "https://example.com/a.png" for b in rendered.blocks)
-    assert [(m.letter, m.kind, m.path) for m in rendered.media] == [("B", "image", "/data/b.png")]
+    assert "<https://example.com/a.mp3|Listen to response A>" in str(rendered.blocks)
+    assert [(m.letter, m.kind, m.path) for m in rendered.media] == [("B", "image", "/data/b.png"),
+                                                                    ("B", "audio", "/data/b.wav")]
     assert not render.check_blocks(rendered.blocks)
 
 

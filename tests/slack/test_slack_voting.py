@@ -110,7 +110,9 @@ async def test_redeliveries_and_double_clicks_give_one_vote(slack_env):
         assert s.exec(select(func.count()).select_from(Vote)).one() == 1
         assert s.get(Item, post.item_id).vote_count == 1
         assert not list(s.exec(select(AuditLog).where(AuditLog.action == "vote.change")))
-    assert all(c["user"] == "U3" for c in env.fake.ok_calls("chat.postEphemeral"))
+    eph = env.fake.ok_calls("chat.postEphemeral")
+    assert eph and all(c["user"] == "U3" for c in eph)
+    assert sum("Vote recorded" in c["text"] for c in eph) == 1, "retries must not confirm again"
 
 
 async def test_quorum_reveals_models_and_result(slack_env):
