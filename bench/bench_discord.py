@@ -58,9 +58,11 @@ def prepare(url: str, items: int) -> None:
     svc = LabelingService(db, [])
     with db.write() as s:  # a fresh run: empty tables (PostgreSQL may be reused)
         for table in ("vote", "delivery", "auditlog", "skip", "flag", "correction", "comment", "link_code", "post",
-                      "response", "item", "guideline", "exportrecord", "campaign", "annotator", "role"):
+                      "response", "item", "guideline", "exportrecord", "campaign_channel", "campaign",
+                      "annotator", "role"):
             s.execute(text(f"DELETE FROM {table}"))
-    svc.create_campaign(CampaignSpec("bench", overlap=50, discord_channel="200000000000000001", gold_rate=0.0), CLI)
+    svc.create_campaign(CampaignSpec("bench", overlap=50, channels=(("discord", "200000000000000001"),),
+                                     gold_rate=0.0), CLI)
     rows = [{"id": f"b-{i}", "prompt": f"Question {i}?", "responses": [
         {"model": "m1", "text": f"Answer one to {i}."}, {"model": "m2", "text": f"Answer two to {i}."}]}
         for i in range(items)]

@@ -48,7 +48,7 @@ def seed(url: str, name: str, items: int, channel: str) -> list[int]:
     """A campaign with `items` two-response items, all posted to `channel`; returns the post ids."""
     db = Database(url)
     svc = LabelingService(db, seed=1)
-    svc.create_campaign(CampaignSpec(name, overlap=50, slack_channel=channel, gold_rate=0.0), CLI)
+    svc.create_campaign(CampaignSpec(name, overlap=50, channels=(("slack", channel),), gold_rate=0.0), CLI)
     rows = [ItemIn(f"{name}-{i}", f"Question {i}?", [{"model": "m1", "text": f"Answer one {i}."},
                                                       {"model": "m2", "text": f"Answer two {i}."}])
             for i in range(items)]

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from bot.config import Settings, get_settings
 from bot.core.errors import LabelingError
+from storage.domain import CampaignStatus, Platform
 
 app = typer.Typer(help="labelbot: RLHF preference labeling in Slack and Discord.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -113,10 +114,10 @@ def campaign_create(
             text = guidelines.read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"cannot read guidelines file {guidelines}: {exc.strerror}")
+    channels = tuple((p, ch) for p, ch in ((Platform.SLACK, slack_channel), (Platform.DISCORD, discord_channel)) if ch)
     spec = CampaignSpec(name=name, guidelines=text, overlap=overlap,
                         criteria=tuple(c for c in criteria.split(",") if c.strip()),
-                        slack_channel=slack_channel, discord_channel=discord_channel, reveal=reveal,
-                        gold_rate=gold_rate)
+                        channels=channels, reveal=reveal, gold_rate=gold_rate)
     svc = service()
     camp = run(lambda: svc.create_campaign(spec, cli_actor()))
     console.print(f"Created campaign [bold]{camp.name}[/] (k={camp.overlap}).")
@@ -130,10 +131,10 @@ def campaign_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     if as_json:
         print(json.dumps([{"name": c.name, "status": c.status, "overlap": c.overlap} for c in camps]))
         return
-    table = Table("name", "status", "k", "criteria", "slack", "discord")
+    table = Table("name", "status", "k", "criteria", "channels")
     for c in camps:
-        table.add_row(c.name, c.status, str(c.overlap), ",".join(c.criteria), c.slack_channel or "-",
-                      c.discord_channel or "-")
+        where = ", ".join(f"{p}:{ch}" for p, _w, ch in svc.channels(c.name)) or "-"
+        table.add_row(c.name, c.status, str(c.overlap), ",".join(c.criteria), where)
     console.print(table)
 
 
@@ -147,7 +148,7 @@ def campaign_show(name: str) -> None:
     for key, value in [
         ("name", camp.name), ("status", camp.status), ("votes per item (k)", camp.overlap),
         ("criteria", ", ".join(camp.criteria) or "-"), ("reveal", camp.reveal),
-        ("slack channel", camp.slack_channel or "-"), ("discord channel", camp.discord_channel or "-"),
+        ("channels", ", ".join(f"{p}:{ch}" for p, _w, ch in svc.channels(name)) or "-"),
         ("guideline version", camp.guideline_version), ("gold rate", camp.gold_rate),
         ("items", st.items), ("complete", f"{st.complete_items} ({st.progress:.0%})"), ("votes", st.votes),
     ]:
@@ -159,7 +160,7 @@ def campaign_show(name: str) -> None:
 def campaign_pause(name: str) -> None:
     """Stop posting and collecting votes for a campaign."""
     svc = service()
-    run(lambda: svc.set_status(name, "paused", cli_actor()))
+    run(lambda: svc.set_status(name, CampaignStatus.PAUSED, cli_actor()))
     console.print(f"Campaign [bold]{name}[/] paused.")
 
 
@@ -167,7 +168,7 @@ def campaign_pause(name: str) -> None:
 def campaign_resume(name: str) -> None:
     """Resume a paused campaign."""
     svc = service()
-    run(lambda: svc.set_status(name, "active", cli_actor()))
+    run(lambda: svc.set_status(name, CampaignStatus.ACTIVE, cli_actor()))
     console.print(f"Campaign [bold]{name}[/] resumed.")
 
 
@@ -189,17 +190,22 @@ def campaign_set(
     """Change a campaign's settings."""
     changes = {k: v for k, v in {
         "sampling": sampling, "consensus": consensus, "overlap": overlap, "daily_cap": daily_cap,
-        "max_share": max_share, "gold_rate": gold_rate, "reveal": reveal, "slack_channel": slack_channel,
-        "discord_channel": discord_channel}.items() if v is not None}
+        "max_share": max_share, "gold_rate": gold_rate, "reveal": reveal}.items() if v is not None}
+    channels = {p: ch for p, ch in ((Platform.SLACK, slack_channel), (Platform.DISCORD, discord_channel))
+                if ch is not None}
     if guidelines is not None:
         try:
             changes["guidelines"] = guidelines.read_text(encoding="utf-8")
         except OSError as exc:
             fail(f"cannot read guidelines file {guidelines}: {exc.strerror}")
-    if not changes:
+    if not changes and not channels:
         fail("nothing to change; see `labelbot campaign set --help`")
     svc = service()
-    camp = run(lambda: svc.update_campaign(name, cli_actor(), **changes))
+    for platform, channel in channels.items():
+        run(lambda platform=platform, channel=channel: svc.set_channel(name, cli_actor(), platform, channel))
+    camp = run(lambda: svc.update_campaign(name, cli_actor(), **changes)) if changes else run(
+        lambda: svc.campaign(name))
+    changes.update({f"{p}_channel": ch for p, ch in channels.items()})
     console.print(f"Updated [bold]{camp.name}[/]: {', '.join(sorted(changes))} (guideline version "
                   f"{camp.guideline_version}).")
 
@@ -360,8 +366,9 @@ def post(
     camp = run(lambda: svc.campaign(campaign))
     if limit < 1 or limit > 1000:
         fail("--limit must be between 1 and 1000")
-    configured = {"slack": cfg.slack_configured and bool(camp.slack_channel),
-                  "discord": cfg.discord_configured and bool(camp.discord_channel)}
+    bound = {p for p, _w, _ch in svc.channels(camp.name)}
+    configured = {"slack": cfg.slack_configured and "slack" in bound,
+                  "discord": cfg.discord_configured and "discord" in bound}
     if platform is not None:
         if platform not in ("slack", "discord"):
             fail("--platform is slack or discord")

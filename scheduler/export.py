@@ -34,12 +34,12 @@ from bot.core.replies import prompt_as_text
 from scheduler.procs import pid_alive
 from storage import queries as q
 from storage.db import Database
+from storage.domain import NEUTRAL_OUTCOMES, ExportFormat, Outcome
 from storage.models import ExportRecord
 
-FORMATS = ("trl", "trl-conversational", "reward", "kto", "sft", "correction-pairs", "hh", "openai-preference",
-           "votes")
-CORRECTION_FORMATS = frozenset({"sft", "correction-pairs"})
-PAIR_FORMATS = frozenset({"trl", "trl-conversational", "reward", "kto", "hh", "openai-preference"})
+FORMATS = tuple(ExportFormat)
+CORRECTION_FORMATS = frozenset({ExportFormat.SFT, ExportFormat.CORRECTION_PAIRS})
+PAIR_FORMATS = frozenset(FORMATS) - CORRECTION_FORMATS - {ExportFormat.VOTES}
 # What each format is for (shown in the CLI help and the manifest).
 DESCRIPTIONS = {
     "trl": "prompt/chosen/rejected, explicit prompt (TRL DPOTrainer, RewardTrainer)",
@@ -181,7 +181,7 @@ def iter_items(db: Database, campaign_id: int, *, max_vote_id: int, with_vote_de
 def _vote_lite(row: tuple[Any, ...], n: int, weights: dict[int, float] | None = None) -> aggregate.VoteLite:
     outcome, winner, ranking = row[1], row[2], row[3]
     weight = weights.get(row[5], 1.0) if weights else 1.0
-    if outcome in ("tie", "both_bad"):
+    if outcome in NEUTRAL_OUTCOMES:
         return aggregate.VoteLite(outcome, None, weight)
     if n == 2 and winner is not None:
         return aggregate.VoteLite(outcome, (winner, 1 - winner), weight)
@@ -212,7 +212,7 @@ def consensus_pairs(rec: ItemRecord, weights: dict[int, float] | None = None) ->
         w0 = w1 = 0
         for v in votes:
             outcome = v[1]
-            if outcome == "tie" or outcome == "both_bad":
+            if outcome in NEUTRAL_OUTCOMES:
                 continue
             winner = v[2]
             if winner is None:
@@ -233,7 +233,7 @@ def consensus_pairs(rec: ItemRecord, weights: dict[int, float] | None = None) ->
         return []
     against: dict[tuple[int, int], float] = {}
     for lite in lites:
-        if lite.outcome in ("tie", "both_bad"):
+        if lite.outcome in NEUTRAL_OUTCOMES:
             continue
         for better, worse in aggregate.implied_pairs(lite.ranking or (), rec.n):
             against[(worse, better)] = against.get((worse, better), 0.0) + lite.weight
@@ -311,7 +311,7 @@ def _kto_rows(rec: ItemRecord, pairs: list[Pair], weights: dict[int, float] | No
         agreement = min(p.agreement for p in pairs)
     else:
         cons = consensus_of(rec, weights)
-        if cons.outcome != "both_bad":
+        if cons.outcome != Outcome.BOTH_BAD:
             return
         labels = dict.fromkeys(range(rec.n), False)
         agreement = cons.agreement
@@ -632,7 +632,7 @@ def _categories(rec: ItemRecord) -> list[str]:
     """Each vote of an item as a category label (for Krippendorff's alpha)."""
     out = []
     for v in rec.votes:
-        if v[1] in ("tie", "both_bad"):
+        if v[1] in NEUTRAL_OUTCOMES:
             out.append(v[1])
         elif rec.n == 2 and v[2] is not None:
             out.append(str(v[2]))

@@ -23,6 +23,7 @@ from bot.core.service import LabelingService
 from scheduler.schedules import METHOD_FORMATS, in_quiet_hours
 from storage import queries as q
 from storage.db import Database
+from storage.domain import CampaignStatus, RunStatus
 from storage.models import FinetuneTrigger, Item, utcnow
 
 log = logging.getLogger("labelbot.scheduler")
@@ -41,19 +42,19 @@ class JobContext:
 
 @dataclass
 class Outcome:
-    status: str = "done"  # done | skipped
+    status: str = RunStatus.DONE  # done | skipped
     result: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ posting
 
 
-def platform_ready(settings: Settings, campaign: Any, platform: str) -> bool:
-    """Slack and Discord need their token and the campaign's channel; other registered posters just need registering."""
+def platform_ready(settings: Settings, bound: set[str], platform: str) -> bool:
+    """Slack and Discord need their token and a channel of the campaign; other posters just need registering."""
     if platform == "slack":
-        return settings.slack_configured and bool(campaign.slack_channel)
+        return settings.slack_configured and platform in bound
     if platform == "discord":
-        return settings.discord_configured and bool(campaign.discord_channel)
+        return settings.discord_configured and platform in bound
     return True
 
 
@@ -62,14 +63,15 @@ def post_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datetim
     from bot.adapters import POSTERS, poster
 
     camp = ctx.service.campaign(campaign)
-    if camp.status != "active":
-        return Outcome("skipped", {"reason": "campaign paused"})
+    if camp.status != CampaignStatus.ACTIVE:
+        return Outcome(RunStatus.SKIPPED, {"reason": "campaign paused"})
     if in_quiet_hours(slot, spec.get("quiet"), spec.get("tz", "UTC")):
-        return Outcome("skipped", {"reason": f"quiet hours {spec['quiet']} {spec.get('tz', 'UTC')}"})
+        return Outcome(RunStatus.SKIPPED, {"reason": f"quiet hours {spec['quiet']} {spec.get('tz', 'UTC')}"})
     wanted = spec.get("platforms") or sorted(POSTERS)
-    targets = [p for p in wanted if p in POSTERS and platform_ready(ctx.settings, camp, p)]
+    bound = {p for p, _w, _ch in ctx.service.channels(campaign)}
+    targets = [p for p in wanted if p in POSTERS and platform_ready(ctx.settings, bound, p)]
     if not targets:
-        return Outcome("skipped", {"reason": "no platform configured for this campaign"})
+        return Outcome(RunStatus.SKIPPED, {"reason": "no platform configured for this campaign"})
     posted: dict[str, int] = {}
     errors: dict[str, str] = {}
     for platform in targets:
@@ -79,7 +81,7 @@ def post_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datetim
             errors[platform] = exc.message
     if errors and not posted:
         raise RuntimeError("posting failed: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
-    return Outcome("done", {"posted": posted, "errors": errors})
+    return Outcome(RunStatus.DONE, {"posted": posted, "errors": errors})
 
 
 # ------------------------------------------------------------------------------------------ exports
@@ -106,7 +108,7 @@ def export_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datet
                               test_fraction=float(spec.get("test_fraction", 0.1)), trigger=trigger)
         written[fmt] = {"version": res.version, "rows": res.rows, "path": str(res.path)} if res.created else \
             {"version": None, "rows": 0, "note": "nothing new"}
-    return Outcome("done", {"exports": written})
+    return Outcome(RunStatus.DONE, {"exports": written})
 
 
 # ------------------------------------------------------------------------------------------ fine-tune trigger
@@ -181,7 +183,8 @@ def trigger_finetune(ctx: JobContext, campaign: str, method: str, *, threshold: 
     newest = latest_manifest(out) if out.exists() else None
     hi = source_max_id(ctx.db, campaign, method)
     if last is not None and hi <= last.max_vote_id:
-        return Outcome("skipped", {"method": method, "reason": "no new votes or corrections since the last fine-tune"})
+        return Outcome(RunStatus.SKIPPED,
+                       {"method": method, "reason": "no new votes or corrections since the last fine-tune"})
     pairs_now = count_training_rows(ctx.db, camp.id, method, hi)
     reusable = (newest is not None and newest.get("mode") == "cumulative"
                 and newest.get("source_range", {}).get("max_id") == hi)
@@ -190,14 +193,15 @@ def trigger_finetune(ctx: JobContext, campaign: str, method: str, *, threshold: 
     decision = decide_finetune(pairs_now=pairs_now, pairs_at_last=pairs_at_last, threshold=threshold,
                                version_trained=trained)
     if not decision.launch:
-        return Outcome("skipped", {"method": method, "reason": decision.reason, "pairs": pairs_now})
+        return Outcome(RunStatus.SKIPPED, {"method": method, "reason": decision.reason, "pairs": pairs_now})
     launcher = ctx.launcher or default_launcher()
     with ctx.db.write() as s:  # claim this (method, data) first: concurrent triggers launch once
         if not q.insert_ignore(s, FinetuneTrigger, {
                 "campaign_id": camp.id, "method": method, "export_format": fmt, "export_version": None,
                 "export_path": "", "pairs": pairs_now, "max_vote_id": hi, "reason": reason, "created_at": utcnow()},
                 ("campaign_id", "method", "max_vote_id")):
-            return Outcome("skipped", {"method": method, "reason": "a fine-tune on this data was already started"})
+            return Outcome(RunStatus.SKIPPED,
+                           {"method": method, "reason": "a fine-tune on this data was already started"})
         trigger_id = s.exec(select(FinetuneTrigger.id).where(
             FinetuneTrigger.campaign_id == camp.id, FinetuneTrigger.method == method,
             FinetuneTrigger.max_vote_id == hi)).one()
@@ -225,7 +229,7 @@ def trigger_finetune(ctx: JobContext, campaign: str, method: str, *, threshold: 
         q.add_audit(s, f"scheduler:{reason}", "finetune.trigger", campaign_id=camp.id, method=method,
                     export=str(path), job_id=int(job), pairs=pairs_now)
     log.info("fine-tune %s of %s launched on %s (job %s): %s", method, campaign, path, job, decision.reason)
-    return Outcome("done", {"method": method, "job_id": int(job), "export": str(path), "version": version,
+    return Outcome(RunStatus.DONE, {"method": method, "job_id": int(job), "export": str(path), "version": version,
                             "pairs": pairs_now, "reason": decision.reason})
 
 
@@ -238,8 +242,8 @@ def finetune_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: dat
         out = trigger_finetune(ctx, campaign, method, threshold=int(spec.get("threshold", 1)),
                                backend=spec.get("backend", "local"), reason=reason)
         results[method] = out.result
-        launched = launched or out.status == "done"
-    return Outcome("done" if launched else "skipped", {"methods": results})
+        launched = launched or out.status == RunStatus.DONE
+    return Outcome(RunStatus.DONE if launched else RunStatus.SKIPPED, {"methods": results})
 
 
 def duel_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datetime) -> Outcome:
@@ -258,9 +262,9 @@ def duel_job(ctx: JobContext, campaign: str, spec: dict[str, Any], slot: datetim
     fresh = [p for p in prompts if prompt_key(p) not in used]
     chosen = fresh[: int(spec.get("count", 20))]
     if not chosen:
-        return Outcome("skipped", {"reason": "no fresh prompts left in the prompts file"})
+        return Outcome(RunStatus.SKIPPED, {"reason": "no fresh prompts left in the prompts file"})
     res = duel_latest(ctx.db, ctx.settings, campaign, chosen)
-    return Outcome("done" if res.added else "skipped", {"added": res.added, "present": res.present,
+    return Outcome(RunStatus.DONE if res.added else RunStatus.SKIPPED, {"added": res.added, "present": res.present,
                                                         "failures": len(res.failures)})
 
 

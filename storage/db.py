@@ -20,7 +20,7 @@ from sqlmodel import Session
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, foreign_keys: bool = True) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
@@ -28,7 +28,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -37,14 +37,18 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
-    """Build an engine for `url` with the settings labelbot relies on."""
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, sqlite_foreign_keys: bool = True) -> Engine:
+    """Build an engine for `url` with the settings labelbot relies on.
+
+    Migrations pass `sqlite_foreign_keys=False`: SQLite's batch mode rebuilds a table by copy, drop and
+    rename, and dropping a table other rows point at fails while foreign keys are enforced.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size,
             max_overflow=20,
         )
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, foreign_keys=sqlite_foreign_keys)
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
 

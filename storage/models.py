@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Float, Index, LargeBinary, Table, Text, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from storage.domain import CampaignStatus, ItemStatus, JobStatus, Reveal, RunStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -25,15 +27,33 @@ class Campaign(SQLModel, table=True):
     guideline_version: int = 1
     overlap: int = 3
     criteria: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    slack_channel: str | None = None
-    discord_channel: str | None = None
-    status: str = "active"  # active | paused
-    reveal: str = "quorum"  # quorum | never | always: when model names and tallies show
+    status: str = CampaignStatus.ACTIVE
+    reveal: str = Reveal.QUORUM  # when model names and tallies show
     max_extra_votes: int = 2
     agreement_threshold: float = 0.6
     gold_rate: float = 0.1
     daily_cap: int | None = None
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignChannel(SQLModel, table=True):
+    """A chat channel a campaign posts to: one row per (platform, workspace, channel).
+
+    Platforms are rows, not columns, so a new platform needs no migration and a campaign can post to
+    several channels of one platform.
+    """
+
+    __tablename__ = "campaign_channel"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "platform", "workspace", "channel", name="uq_campaign_channel"),
+        Index("ix_campaign_channel_lookup", "platform", "channel"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    platform: str = Field(max_length=20)
+    workspace: str = Field(default="", max_length=64)
+    channel: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -62,7 +82,7 @@ class Item(SQLModel, table=True):
     n_responses: int = 2
     vote_count: int = 0
     extra_votes: int = 0  # extra votes requested because the first k split
-    status: str = "open"  # open | complete | flagged | resolved
+    status: str = ItemStatus.OPEN
     resolution: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -127,7 +147,7 @@ class Vote(SQLModel, table=True):
     item_id: int = Field(foreign_key="item.id")
     annotator_id: int = Field(foreign_key="annotator.id", index=True)
     post_id: int | None = Field(default=None, foreign_key="post.id")
-    outcome: str = Field(max_length=16)  # win | tie | both_bad | ranking
+    outcome: str = Field(max_length=16)  # an Outcome
     ranking: list[int] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
     winner: int | None = None  # position ranked first (None for tie / both_bad): fast SQL aggregates
     shown_choice: str | None = Field(default=None, max_length=16)  # letter clicked (A, B, ...)
@@ -243,7 +263,7 @@ class JobRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: str = Field(max_length=191, index=True)
     slot: datetime
-    status: str = Field(default="running", max_length=16, index=True)
+    status: str = Field(default=RunStatus.RUNNING, max_length=16, index=True)
     owner: str = Field(default="", max_length=200)
     attempts: int = 1
     started_at: datetime = Field(default_factory=utcnow)
@@ -311,7 +331,7 @@ class FinetuneJob(SQLModel, table=True):
     method: str = Field(max_length=16)
     variant: str = Field(default="full", max_length=16)
     backend: str = Field(default="local", max_length=16)
-    status: str = Field(default="queued", max_length=16, index=True)  # queued | running | succeeded | failed
+    status: str = Field(default=JobStatus.QUEUED, max_length=16, index=True)
     dedupe_key: str | None = Field(default=None, max_length=400, unique=True)
     export_path: str
     export_format: str = Field(default="", max_length=40)

@@ -9,10 +9,12 @@ from sqlalchemy import and_, bindparam, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from storage.domain import DONE_STATUSES, ItemStatus
 from storage.models import (
     Annotator,
     AuditLog,
     Campaign,
+    CampaignChannel,
     Correction,
     Delivery,
     ExportRecord,
@@ -55,9 +57,37 @@ def list_campaigns(session: Session) -> list[Campaign]:
 
 
 def campaigns_for_channel(session: Session, platform: str, channel: str) -> list[Campaign]:
-    column = Campaign.slack_channel if platform == "slack" else Campaign.discord_channel
-    return list(session.exec(select(Campaign).where(column == channel).order_by(Campaign.id)))
+    """Campaigns posting to `channel` on `platform`, oldest first."""
+    bound = select(CampaignChannel.campaign_id).where(CampaignChannel.platform == platform,
+                                                      CampaignChannel.channel == channel)
+    return list(session.exec(select(Campaign).where(Campaign.id.in_(bound)).order_by(Campaign.id)))
 
+
+def campaign_channels(session: Session, campaign_id: int, platform: str | None = None) -> list[CampaignChannel]:
+    """The channels a campaign posts to (all platforms, or one), in the order they were added."""
+    stmt = select(CampaignChannel).where(CampaignChannel.campaign_id == campaign_id)
+    if platform is not None:
+        stmt = stmt.where(CampaignChannel.platform == platform)
+    return list(session.exec(stmt.order_by(CampaignChannel.id)))
+
+
+def all_campaign_channels(session: Session) -> dict[int, list[CampaignChannel]]:
+    """campaign id -> its channels, for listings (one query for every campaign)."""
+    out: dict[int, list[CampaignChannel]] = {}
+    for row in session.exec(select(CampaignChannel).order_by(CampaignChannel.id)):
+        out.setdefault(row.campaign_id, []).append(row)
+    return out
+
+
+def set_campaign_channel(session: Session, campaign_id: int, platform: str, channel: str | None,
+                         workspace: str = "") -> None:
+    """Make `channel` the campaign's one channel on `platform` (None or "" removes the platform's channels)."""
+    for row in campaign_channels(session, campaign_id, platform):
+        session.delete(row)
+    session.flush()
+    if channel:
+        session.add(CampaignChannel(campaign_id=campaign_id, platform=platform, workspace=workspace,
+                                    channel=channel))
 
 
 
@@ -72,11 +102,12 @@ def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
         "items": count(select(func.count()).select_from(Item).where(Item.campaign_id == campaign_id)),
         "complete_items": count(
             select(func.count()).select_from(Item).where(
-                Item.campaign_id == campaign_id, Item.status.in_(("complete", "resolved"))
+                Item.campaign_id == campaign_id, Item.status.in_(DONE_STATUSES)
             )
         ),
         "flagged_items": count(
-            select(func.count()).select_from(Item).where(Item.campaign_id == campaign_id, Item.status == "flagged")
+            select(func.count()).select_from(Item).where(Item.campaign_id == campaign_id,
+                                                         Item.status == ItemStatus.FLAGGED)
         ),
         "votes": count(select(func.count()).select_from(Vote).where(Vote.item_id.in_(items))),
         "annotators": count(select(func.count(func.distinct(Vote.annotator_id))).where(Vote.item_id.in_(items))),

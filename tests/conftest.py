@@ -115,8 +115,9 @@ def campaign(service: LabelingService) -> str:
     from bot.core.importer import validate_row
 
     service.create_campaign(CampaignSpec("demo", guidelines="# Guide\nPrefer correct answers.", overlap=3,
-                                         criteria=("helpfulness", "harmlessness"), slack_channel="C123",
-                                         discord_channel="200000000000000001", gold_rate=0.0), CLI)
+                                         criteria=("helpfulness", "harmlessness"),
+                                         channels=(("slack", "C123"), ("discord", "200000000000000001")),
+                                         gold_rate=0.0), CLI)
     items = [validate_row(r, i)[0] for i, r in enumerate(make_items(6), start=1)]
     service.import_items("demo", items, CLI)
     return "demo"

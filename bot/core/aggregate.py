@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from storage.domain import NEUTRAL_OUTCOMES, Outcome
+
 
 @dataclass(frozen=True)
 class VoteLite:
@@ -22,7 +24,7 @@ class VoteLite:
     @property
     def category(self) -> str:
         """A hashable label for agreement statistics."""
-        if self.outcome in ("tie", "both_bad"):
+        if self.outcome in NEUTRAL_OUTCOMES:
             return self.outcome
         return ">".join(map(str, self.ranking or ()))
 
@@ -66,7 +68,7 @@ def item_consensus(votes: Sequence[VoteLite], n: int) -> ItemConsensus:
         return ItemConsensus(None, None, 0.0, [], 0)
     total = float(sum(v.weight for v in votes))
     wins: dict[tuple[int, int], float] = {}  # a dict, not an n x n array: n is tiny and this runs per item
-    neutral = {"tie": 0.0, "both_bad": 0.0}
+    neutral = dict.fromkeys(NEUTRAL_OUTCOMES, 0.0)
     for v in votes:
         if v.outcome in neutral:
             neutral[v.outcome] += v.weight
@@ -88,7 +90,7 @@ def item_consensus(votes: Sequence[VoteLite], n: int) -> ItemConsensus:
     if pairs:
         copeland = Counter(p.chosen for p in pairs)
         order = tuple(sorted(range(n), key=lambda p: (-copeland.get(p, 0), p)))
-        outcome = "win" if n == 2 else "rank"
+        outcome = Outcome.WIN if n == 2 else Outcome.RANK
     else:
         best_neutral = max(neutral, key=lambda k: neutral[k])
         strictly_top = rest[0][1] < top_w if rest else True
@@ -100,7 +102,7 @@ def resolved_consensus(resolution: dict, votes: int, n: int) -> ItemConsensus:
     """The consensus an admin settled with `/label resolve`: it overrides the votes."""
     outcome = resolution.get("outcome")
     ranking = tuple(resolution.get("ranking") or ())
-    if outcome in ("tie", "both_bad") or not ranking:
+    if outcome in NEUTRAL_OUTCOMES or not ranking:
         return ItemConsensus(outcome, None, 1.0, [], votes)
     pairs = [PairConsensus(b, w, 1.0, 1.0) for b, w in implied_pairs(ranking, n)]
     return ItemConsensus(outcome, ranking, 1.0, pairs, votes)
@@ -235,7 +237,7 @@ def collapse_battles(
 def vote_battles(models: Sequence[str], vote: VoteLite) -> Iterable[tuple[str, str, float]]:
     """The battles one vote contributes: each implied pair a win, tie and both-bad count half."""
     n = len(models)
-    if vote.outcome in ("tie", "both_bad"):
+    if vote.outcome in NEUTRAL_OUTCOMES:
         for i in range(n):
             for j in range(i + 1, n):
                 yield models[i], models[j], 0.5

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.errors import InvalidInput
+from storage.domain import NEUTRAL_OUTCOMES
 
-PAIR_CHOICES = ("tie", "both_bad")
+PAIR_CHOICES = NEUTRAL_OUTCOMES
 MAX_REASON_CHARS = 4000
 MAX_CORRECTION_CHARS = 40000
 

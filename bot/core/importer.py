@@ -14,12 +14,13 @@ from typing import Any
 
 from bot.core.errors import ImportFailed, InvalidInput
 from bot.core.events import ItemIn
+from storage.domain import NEUTRAL_OUTCOMES
 
 MAX_TEXT_CHARS = 40_000
 MAX_RESPONSES = 8
 MAX_ID_CHARS = 200
 ROLES = ("system", "user", "assistant")
-GOLD_OUTCOMES = ("tie", "both_bad")
+GOLD_OUTCOMES = NEUTRAL_OUTCOMES
 
 Problem = tuple[int, str, str]
 

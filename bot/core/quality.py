@@ -19,6 +19,7 @@ from bot.core import aggregate
 from bot.core.errors import NotFound
 from bot.core.replies import prompt_as_text
 from storage import queries as q
+from storage.domain import NEUTRAL_OUTCOMES, Outcome
 from storage.models import Annotator, Item, Response, Vote
 
 OUTLIER_ALPHA = 0.05
@@ -167,7 +168,7 @@ def quality_report(db: Any, campaign: str) -> QualityReport:
                 aq.gold_correct += bool(v.gold_correct)
             if v.latency_ms is not None and v.latency_ms < min_ms:
                 aq.fast_votes += 1
-            if item.n_responses == 2 and v.outcome == "win" and v.shown_choice in ("A", "B"):
+            if item.n_responses == 2 and v.outcome == Outcome.WIN and v.shown_choice in ("A", "B"):
                 aq.ab_choices += 1
                 aq.a_choices += v.shown_choice == "A"
             if len(item_votes) >= 3:
@@ -219,7 +220,7 @@ def quality_report(db: Any, campaign: str) -> QualityReport:
 
 
 def _matches(vote: aggregate.VoteLite, cons: aggregate.ItemConsensus) -> bool:
-    if cons.outcome in ("tie", "both_bad"):
+    if cons.outcome in NEUTRAL_OUTCOMES:
         return vote.outcome == cons.outcome
     if not vote.ranking or cons.order is None:
         return False

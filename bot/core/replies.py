@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from storage.domain import Outcome
+
 # Said on every platform when handling an action failed unexpectedly: some work may have been committed.
 SORRY = "Sorry, something went wrong on our side; your last action may not have been saved. Please try again."
 
@@ -19,9 +21,9 @@ def letter(index: int) -> str:
 
 def choice_label(choice: str) -> str:
     """How a stored choice reads to a person."""
-    if choice == "tie":
+    if choice == Outcome.TIE:
         return "Tie"
-    if choice == "both_bad":
+    if choice == Outcome.BOTH_BAD:
         return "Both bad"
     if len(choice) == 1:
         return f"{choice} better"

@@ -23,6 +23,7 @@ from sqlmodel import select
 
 from bot.core import aggregate
 from bot.core.errors import InvalidInput
+from storage.domain import NEUTRAL_OUTCOMES
 from storage.models import Campaign, Item, ItemScore, Post, Response, Skip, Vote
 
 STRATEGIES = ("least_votes", "disagreement", "uncertainty", "informative_pairs", "random")
@@ -106,7 +107,7 @@ def _most_uncertain(s: Any, base: Any, limit: int) -> list[Item]:
     wins: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for item_id, outcome, winner in s.exec(select(Vote.item_id, Vote.outcome, Vote.winner)
                                            .where(Vote.item_id.in_(list(by_id)))):
-        if outcome in ("tie", "both_bad") or winner is None:
+        if outcome in NEUTRAL_OUTCOMES or winner is None:
             wins[item_id][0] += 0.5
             wins[item_id][1] += 0.5
         else:

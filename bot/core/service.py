@@ -54,6 +54,16 @@ from bot.core.replies import (
 )
 from storage import queries as q
 from storage.db import Database
+from storage.domain import (
+    DONE_STATUSES,
+    NEUTRAL_OUTCOMES,
+    CampaignStatus,
+    Consensus,
+    ItemStatus,
+    Outcome,
+    Platform,
+    Reveal,
+)
 from storage.models import (
     Campaign,
     Comment,
@@ -72,7 +82,7 @@ from storage.models import (
 log = logging.getLogger(__name__)
 
 MAX_CAMPAIGN_NAME = 100
-REVEAL_POLICIES = ("quorum", "never", "always")
+REVEAL_POLICIES = tuple(Reveal)
 
 
 SETTING_KEYS = ("sampling", "consensus", "max_share", "min_read_chars_per_s", "ask_reason_on_split")
@@ -83,7 +93,7 @@ def _check_setting(key: str, value: Any) -> Any:
     if key == "sampling":
         return sampling.validate_strategy(str(value))
     if key == "consensus":
-        if value not in ("majority", "weighted"):
+        if value not in tuple(Consensus):
             raise InvalidInput("Consensus is majority or weighted.")
         return value
     if key == "max_share":
@@ -125,9 +135,8 @@ class CampaignSpec:
     guidelines: str = ""
     overlap: int = 3
     criteria: tuple[str, ...] = ()
-    slack_channel: str | None = None
-    discord_channel: str | None = None
-    reveal: str = "quorum"
+    channels: tuple[tuple[str, str], ...] = ()  # (platform, channel id) pairs
+    reveal: str = Reveal.QUORUM
     gold_rate: float = 0.1
 
 
@@ -144,7 +153,7 @@ class LabelingService:
 
     def is_admin(self, actor: Actor) -> bool:
         """Admins: LABELBOT_ADMINS, the roles table, a platform-verified admin flag; the local CLI operator always."""
-        if actor.platform == "cli" or actor.platform_admin or (actor.platform, actor.user_id) in self.env_admins:
+        if actor.platform == Platform.CLI or actor.platform_admin or (actor.platform, actor.user_id) in self.env_admins:
             return True
         with self.db.read() as s:
             return q.has_role(s, actor.platform, actor.user_id)
@@ -184,11 +193,12 @@ class LabelingService:
                     raise ConflictError(f"A campaign named {name!r} already exists.")
                 camp = Campaign(
                     name=name, guidelines=spec.guidelines, overlap=spec.overlap, criteria=criteria,
-                    slack_channel=spec.slack_channel, discord_channel=spec.discord_channel, reveal=spec.reveal,
-                    gold_rate=spec.gold_rate,
+                    reveal=spec.reveal, gold_rate=spec.gold_rate,
                 )
                 s.add(camp)
                 s.flush()
+                for platform, channel in spec.channels:
+                    q.set_campaign_channel(s, camp.id, platform, channel)
                 s.add(Guideline(campaign_id=camp.id, version=1, text=spec.guidelines))
                 q.add_audit(s, actor.key, "campaign.create", campaign_id=camp.id, name=name, overlap=spec.overlap,
                             criteria=criteria)
@@ -208,7 +218,7 @@ class LabelingService:
         return camp
 
     def set_status(self, name: str, status: str, actor: Actor) -> Campaign:
-        if status not in ("active", "paused"):
+        if status not in tuple(CampaignStatus):
             raise InvalidInput("Status is active or paused.")
         self.require_admin(actor)
         with self.db.write() as s:
@@ -223,7 +233,7 @@ class LabelingService:
     def update_campaign(self, name: str, actor: Actor, **changes: Any) -> Campaign:
         """Change channels, overlap, reveal policy or guidelines (which bumps the guideline version)."""
         self.require_admin(actor)
-        allowed = {"slack_channel", "discord_channel", "overlap", "reveal", "guidelines", "gold_rate", "criteria",
+        allowed = {"overlap", "reveal", "guidelines", "gold_rate", "criteria",
                    "daily_cap", "agreement_threshold", "max_extra_votes"} | set(SETTING_KEYS)
         unknown = set(changes) - allowed
         if unknown:
@@ -248,6 +258,32 @@ class LabelingService:
                         after={k: v for k, v in changes.items() if k != "guidelines"},
                         guideline_version=camp.guideline_version)
         return camp
+
+    def set_channel(self, name: str, actor: Actor, platform: str, channel: str | None, workspace: str = "") -> Campaign:
+        """Make `channel` the campaign's channel on `platform` (None removes it); audited."""
+        self.require_admin(actor)
+        channel = (channel or "").strip() or None
+        if channel is not None and (len(channel) > 64 or any(c.isspace() for c in channel)):
+            raise InvalidInput("Channel ids are at most 64 characters without spaces.")
+        with self.db.write() as s:
+            camp = self._campaign_in(s, name)
+            before = [c.channel for c in q.campaign_channels(s, camp.id, platform)]
+            q.set_campaign_channel(s, camp.id, platform, channel, workspace)
+            q.add_audit(s, actor.key, "campaign.channel", campaign_id=camp.id, platform=platform, before=before,
+                        after=channel)
+        return camp
+
+    def all_channels(self, platform: str) -> list[str]:
+        """Every channel id any campaign posts to on `platform`."""
+        with self.db.read() as s:
+            return sorted({c.channel for rows in q.all_campaign_channels(s).values() for c in rows
+                           if c.platform == platform})
+
+    def channels(self, name: str, platform: str | None = None) -> list[tuple[str, str, str]]:
+        """(platform, workspace, channel) of each channel the campaign posts to (one platform, or all)."""
+        with self.db.read() as s:
+            camp = self._campaign_in(s, name)
+            return [(c.platform, c.workspace, c.channel) for c in q.campaign_channels(s, camp.id, platform)]
 
     def _campaign_in(self, s: Any, name: str) -> Campaign:
         camp = q.campaign_by_name(s, name)
@@ -291,7 +327,7 @@ class LabelingService:
         """
         with self.db.write() as s:
             camp = self._campaign_in(s, campaign)
-            if camp.status != "active":
+            if camp.status != CampaignStatus.ACTIVE:
                 raise CampaignPaused(f"Campaign {campaign!r} is paused; resume it before posting.")
             items = sampling.pick_items(s, camp, platform=platform, limit=limit, rng=self._rng)
             posts = [self._new_post(s, item, platform, channel, workspace) for item in items]
@@ -332,10 +368,10 @@ class LabelingService:
         with self.db.write() as s:
             ann = self._annotator(s, event.actor)
             camps = [self._campaign_in(s, event.campaign)] if event.campaign else [
-                c for c in q.list_campaigns(s) if c.status == "active"
+                c for c in q.list_campaigns(s) if c.status == CampaignStatus.ACTIVE
             ]
             for camp in camps:
-                if camp.status != "active":
+                if camp.status != CampaignStatus.ACTIVE:
                     raise CampaignPaused(f"Campaign {camp.name!r} is paused.")
                 self._check_caps(s, camp, ann)
                 picked: list[Item] = []
@@ -369,8 +405,8 @@ class LabelingService:
         camp = camp or s.get(Campaign, item.campaign_id)
         responses = self._item_responses(s, item.id)
         quorum = camp.overlap + item.extra_votes
-        revealed = camp.reveal == "always" or (
-            camp.reveal == "quorum" and item.status in ("complete", "resolved")
+        revealed = camp.reveal == Reveal.ALWAYS or (
+            camp.reveal == Reveal.QUORUM and item.status in DONE_STATUSES
         )
         shown = []
         for i, pos in enumerate(post.permutation):
@@ -388,11 +424,11 @@ class LabelingService:
             else:
                 cons = aggregate.item_consensus([_lite(v) for v in votes], item.n_responses)
             consensus = None
-            if cons.outcome in ("tie", "both_bad"):
+            if cons.outcome in NEUTRAL_OUTCOMES:
                 consensus = cons.outcome
             elif cons.order is not None:
                 inv = {pos: letter(i) for i, pos in enumerate(post.permutation)}
-                consensus = inv[cons.order[0]] if cons.outcome == "win" else ">".join(inv[p] for p in cons.order)
+                consensus = inv[cons.order[0]] if cons.outcome == Outcome.WIN else ">".join(inv[p] for p in cons.order)
             result = ItemResult(tallies, consensus, cons.agreement)
         return PostView(
             post_id=post.id, item_id=item.id, campaign=camp.name, external_id=item.external_id, prompt=item.prompt,
@@ -413,11 +449,11 @@ class LabelingService:
 
     @staticmethod
     def _shown_choice(vote: Vote, permutation: list[int]) -> str:
-        if vote.outcome in ("tie", "both_bad"):
+        if vote.outcome in NEUTRAL_OUTCOMES:
             return vote.outcome
         inv = {pos: letter(i) for i, pos in enumerate(permutation)}
         ranking = vote.ranking or []
-        if vote.outcome == "win":
+        if vote.outcome == Outcome.WIN:
             return inv[ranking[0]]
         return ">".join(inv[p] for p in ranking)
 
@@ -432,7 +468,7 @@ class LabelingService:
 
     @staticmethod
     def _check_choice(choice: str) -> None:
-        if choice not in ("tie", "both_bad") and not (len(choice) == 1 and choice in LETTERS):
+        if choice not in NEUTRAL_OUTCOMES and not (len(choice) == 1 and choice in LETTERS):
             raise InvalidInput(f"Unknown choice {choice!r}.")
 
     def cast_votes(self, events: Sequence[VoteCast]) -> list[VoteRecorded | LabelingError]:
@@ -521,7 +557,7 @@ class LabelingService:
             raise NotFound("That item is no longer available.")
         if ctx.delivery_seen:
             return self._replayed(s, actor, post_id)
-        if ctx.campaign_status != "active":
+        if ctx.campaign_status != CampaignStatus.ACTIVE:
             raise CampaignPaused(f"Campaign {ctx.name!r} is paused; votes are not being collected.")
         perm = list(ctx.permutation)
         outcome, ranking, winner, shown = self._canonical(what, perm)
@@ -530,7 +566,7 @@ class LabelingService:
             id=ctx.vote_id, outcome=ctx.vote_outcome, ranking=ctx.vote_ranking, scores=ctx.vote_scores)
         quorum = ctx.overlap + ctx.extra_votes
         previous_shown = self._shown_choice(existing, perm) if existing else None
-        if existing is None and ctx.status != "open":
+        if existing is None and ctx.status != ItemStatus.OPEN:
             raise ConflictError("This item already has all its votes. `/label next` gives you a fresh one.")
         if existing is None and ctx.annotator_id is not None and (
                 ctx.daily_cap or (ctx.settings or {}).get("max_share")):  # a first-time user is under any cap
@@ -561,7 +597,7 @@ class LabelingService:
                     q.add_audit(s, "system", "item.extra_vote", campaign_id=ctx.campaign_id, item_id=ctx.item_id,
                                 agreement=round(cons.agreement, 3), extra_votes=extra_votes)
                 else:
-                    status = "complete"
+                    status = ItemStatus.COMPLETE
                     reached = True
             q.set_item_counters(s, ctx.item_id, vote_count=vote_count, extra_votes=extra_votes, status=status)
         else:
@@ -593,18 +629,18 @@ class LabelingService:
         n = len(perm)
         kind, value = what
         if kind == "choice":
-            if value in ("tie", "both_bad"):
-                return value, None, None, value
+            if value in NEUTRAL_OUTCOMES:
+                return Outcome(value), None, None, value
             idx = LETTERS.index(value)
             if idx >= n:
                 raise InvalidInput(f"This item has no response {value}.")
-            return "win", [perm[idx]] + ([perm[1 - idx]] if n == 2 else []), perm[idx], value
+            return Outcome.WIN, [perm[idx]] + ([perm[1 - idx]] if n == 2 else []), perm[idx], value
         if sorted(value) != [letter(i) for i in range(n)]:
             raise InvalidInput(f"Rank all {n} responses ({', '.join(letter(i) for i in range(n))}).")
         ranking = [perm[LETTERS.index(x)] for x in value]
         if n == 2:
-            return "win", ranking, ranking[0], value[0]
-        return "rank", ranking, ranking[0], ">".join(value)
+            return Outcome.WIN, ranking, ranking[0], value[0]
+        return Outcome.RANK, ranking, ranking[0], ">".join(value)
 
     def _view_from(self, s: Any, ctx: Any, **state: Any) -> PostView:
         post = SimpleNamespace(id=ctx.post_id, permutation=list(ctx.permutation))
@@ -632,10 +668,10 @@ class LabelingService:
         inv = {pos: letter(i) for i, pos in enumerate(perm)}
         if "best" in gold and gold["best"] is not None:
             expected_pos = int(gold["best"])
-            correct = outcome in ("win", "rank") and bool(ranking) and ranking[0] == expected_pos
+            correct = outcome in (Outcome.WIN, Outcome.RANK) and bool(ranking) and ranking[0] == expected_pos
             expected = inv.get(expected_pos, "?")
         else:
-            expected = str(gold.get("outcome", "tie"))
+            expected = str(gold.get("outcome", Outcome.TIE))
             correct = outcome == expected
         excerpt = (ctx.guidelines or "").strip()
         section = gold.get("guideline") or ""
@@ -669,7 +705,7 @@ class LabelingService:
                 raise NotFound(f"No item {external_id!r} in {campaign}.")
             responses = q.item_responses(s, item.id)
             answer = answer.strip()
-            if answer in ("tie", "both_bad"):
+            if answer in NEUTRAL_OUTCOMES:
                 resolution: dict[str, Any] = {"outcome": answer, "ranking": None}
             else:
                 matches = [r.position for r in responses if r.model == answer]
@@ -679,11 +715,11 @@ class LabelingService:
                     raise InvalidInput("Answer with a model name, a response number (1, 2, ...), tie or both_bad.")
                 best = matches[0]
                 ranking = [best] + [r.position for r in responses if r.position != best]
-                resolution = {"outcome": "win" if len(responses) == 2 else "rank", "ranking": ranking}
+                resolution = {"outcome": Outcome.WIN if len(responses) == 2 else Outcome.RANK, "ranking": ranking}
             resolution["by"] = actor.key
             before = item.status
             item.resolution = resolution
-            item.status = "resolved"
+            item.status = ItemStatus.RESOLVED
             s.add(item)
             q.add_audit(s, actor.key, "item.resolve", campaign_id=camp.id, item_id=item.id, before=before,
                         resolution=resolution)
@@ -697,7 +733,7 @@ class LabelingService:
             stale = q.items_with_old_votes(s, camp.id, camp.guideline_version)
             for item, old_votes in stale:
                 item.extra_votes = old_votes + item.extra_votes
-                item.status = "open"
+                item.status = ItemStatus.OPEN
                 s.add(item)
             q.add_audit(s, actor.key, "items.requeue", campaign_id=camp.id, items=len(stale),
                         guideline_version=camp.guideline_version)
@@ -729,8 +765,8 @@ class LabelingService:
             if added:
                 q.add_audit(s, event.actor.key, "item.flag", campaign_id=camp.id, item_id=item.id,
                             reason=event.reason)
-                if len(q.flags_of(s, item.id)) >= 2 and item.status == "open":
-                    item.status = "flagged"
+                if len(q.flags_of(s, item.id)) >= 2 and item.status == ItemStatus.OPEN:
+                    item.status = ItemStatus.FLAGGED
                     s.add(item)
         return Notice("Thanks, the item is flagged for an admin to review.")
 
@@ -793,7 +829,7 @@ class LabelingService:
             elif campaign:
                 camp = self._campaign_in(s, campaign)
             else:
-                active = [c for c in q.list_campaigns(s) if c.status == "active"]
+                active = [c for c in q.list_campaigns(s) if c.status == CampaignStatus.ACTIVE]
                 if not active:
                     raise NotFound("There is no active campaign.")
                 camp = active[0]

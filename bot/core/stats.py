@@ -11,6 +11,7 @@ from bot.core.errors import NotFound
 from bot.core.replies import CampaignStats, LeaderboardRow
 from storage import queries as q
 from storage.db import Database
+from storage.domain import NEUTRAL_OUTCOMES
 
 
 def _ranking(value: Any) -> tuple[int, ...] | None:
@@ -33,7 +34,7 @@ def campaign_battles(session: Any, campaign_id: int) -> list[tuple[str, str, flo
         counts[(a, b, y)] = counts.get((a, b, y), 0.0) + c
 
     for m0, m1, outcome, winner, c in q.pairwise_battle_counts(session, campaign_id):
-        if outcome in ("tie", "both_bad"):
+        if outcome in NEUTRAL_OUTCOMES:
             add(m0, m1, 0.5, c)
         elif winner is not None:
             add(m0, m1, 1.0 if winner == 0 else 0.0, c)

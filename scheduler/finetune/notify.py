@@ -84,9 +84,9 @@ def post_result(db: Database, settings: Settings, job_id: int) -> dict[str, str]
         return {}
     text = summary(job, camp.name)
     outcomes: dict[str, str] = {}
-    for platform, channel in (("slack", camp.slack_channel), ("discord", camp.discord_channel)):
-        if not channel:
-            continue
+    with db.read() as s:
+        channels = [(c.platform, c.channel) for c in q.campaign_channels(s, camp.id)]
+    for platform, channel in channels:
         fn = _notifier(platform)
         if fn is None:
             continue  # stays "pending" for the adapter to pick up
@@ -100,7 +100,7 @@ def post_result(db: Database, settings: Settings, job_id: int) -> dict[str, str]
         if row is None:
             return outcomes
         row.result_message = row.result_message or text
-        pending = {p: "pending" for p, ch in (("slack", camp.slack_channel), ("discord", camp.discord_channel)) if ch}
+        pending = {p: "pending" for p, _ch in channels}
         row.notifications = {**pending, **row.notifications, **outcomes}
         if row.notifications and all(v == "sent" for v in row.notifications.values()):
             row.notified_at = utcnow()
@@ -119,9 +119,10 @@ def pending_results(db: Database, platform: str) -> list[PendingResult]:
     for job, camp in rows:
         if job.notifications.get(platform) in ("pending",) or str(job.notifications.get(platform, "")).startswith(
                 "error"):
-            channel = camp.slack_channel if platform == "slack" else camp.discord_channel
-            if channel:
-                out.append(PendingResult(job.id, camp.name, platform, channel, job.result_message or ""))
+            with db.read() as s:
+                bound = q.campaign_channels(s, camp.id, platform)
+            for channel in bound:
+                out.append(PendingResult(job.id, camp.name, platform, channel.channel, job.result_message or ""))
     return out
 
 

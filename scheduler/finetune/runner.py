@@ -168,8 +168,7 @@ def _finish(db: Database, job_id: int, status: str, exit_code: int | None, error
         camp = s.get(Campaign, job.campaign_id)
         if camp is not None:  # the summary lands with the final state; delivery follows in post_result
             job.result_message = summary(job, camp.name)
-            job.notifications = {p: "pending" for p, ch in (("slack", camp.slack_channel),
-                                                            ("discord", camp.discord_channel)) if ch}
+            job.notifications = {c.platform: "pending" for c in q.campaign_channels(s, camp.id)}
         q.add_audit(s, "finetune-runner", f"finetune.{status}", campaign_id=job.campaign_id, job_id=job_id,
                     exit_code=exit_code, artifact=artifact, error=error)
 

@@ -13,7 +13,7 @@ target_metadata = SQLModel.metadata
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    engine = make_engine(config.get_main_option("sqlalchemy.url"), sqlite_foreign_keys=False)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

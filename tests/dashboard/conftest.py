@@ -95,7 +95,7 @@ def seed(db: Database, export_dir: Path) -> dict[str, Any]:
     """Campaign `arena`: 16 two-model items among four models, four voters, one flag, one export."""
     service = LabelingService(db, {("slack", "UADMIN")}, seed=1)
     service.create_campaign(CampaignSpec("arena", guidelines="Prefer correct answers.", overlap=3,
-                                         slack_channel="C1", gold_rate=0.0), CLI)
+                                         channels=(("slack", "C1"),), gold_rate=0.0), CLI)
     pairs = [(a, b) for i, a in enumerate(MODELS) for b in MODELS[i + 1:]]
     rows = []
     for i in range(16):

@@ -81,7 +81,7 @@ async def test_ranking_scores_and_flag_modals(fake, db_url, service, tmp_path):
     from tests.conftest import CLI
 
     service.create_campaign(CampaignSpec("three", overlap=3, criteria=("helpfulness",),
-                                         discord_channel=str(fake.channel_id), gold_rate=0.0), CLI)
+                                         channels=(("discord", str(fake.channel_id)),), gold_rate=0.0), CLI)
     service.import_items("three", [validate_row(r, 1)[0] for r in make_items(1, responses=3)], CLI)
     running = await start_bot(fake, db_url)
     try:

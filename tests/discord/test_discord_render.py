@@ -93,7 +93,7 @@ async def test_long_response_is_posted_with_attachment(fake, db_url, service):
     from tests.discord.harness import start_bot
 
     long = "This answer is long. " * 600  # 12,600 characters
-    service.create_campaign(CampaignSpec("long", discord_channel=str(fake.channel_id), gold_rate=0.0), CLI)
+    service.create_campaign(CampaignSpec("long", channels=(("discord", str(fake.channel_id)),), gold_rate=0.0), CLI)
     row = {"id": "l-1", "prompt": "Explain.", "responses": [{"model": "m1", "text": long},
                                                               {"model": "m2", "text": "Short."}]}
     service.import_items("long", [validate_row(row, 1)[0]], CLI)

@@ -77,7 +77,7 @@ def sdb(sqlite_url: str):  # type: ignore[no-untyped-def]
 
     db = Database(sqlite_url)
     svc = LabelingService(db, ADMINS, seed=0)
-    svc.create_campaign(CampaignSpec("demo", overlap=3, slack_channel="C123", discord_channel="200000000000000001",
+    svc.create_campaign(CampaignSpec("demo", overlap=3, channels=(("slack", "C123"), ("discord", "200000000000000001")),
                                      gold_rate=0.0), CLI)
     svc.import_items("demo", [validate_row(r, i)[0] for i, r in enumerate(make_items(6), start=1)], CLI)
     yield db

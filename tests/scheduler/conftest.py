@@ -36,7 +36,7 @@ def correct(service: LabelingService, post_id: int, letter: str, text: str, user
 
 
 def add_campaign(service: LabelingService, name: str = "demo", n: int = 6, responses: int = 2) -> str:
-    service.create_campaign(CampaignSpec(name, overlap=3, slack_channel="C123", gold_rate=0.0), CLI)
+    service.create_campaign(CampaignSpec(name, overlap=3, channels=(("slack", "C123"),), gold_rate=0.0), CLI)
     items = [validate_row(r, i)[0] for i, r in enumerate(make_items(n, responses, prefix=name), start=1)]
     service.import_items(name, items, CLI)
     return name

@@ -60,7 +60,7 @@ async def test_correction_modal_without_edits_shows_an_error(slack_env):
 
 
 async def ranked_campaign(service) -> None:
-    service.create_campaign(CampaignSpec("rank3", overlap=3, slack_channel="C777", gold_rate=0.0), CLI)
+    service.create_campaign(CampaignSpec("rank3", overlap=3, channels=(("slack", "C777"),), gold_rate=0.0), CLI)
     items = [validate_row(r, i)[0] for i, r in enumerate(make_items(2, responses=3, prefix="r"), start=1)]
     service.import_items("rank3", items, CLI)
 

@@ -84,7 +84,7 @@ async def test_long_text_goes_to_thread_and_media_render(slack_env, service, tmp
     row = {"id": "long-1", "prompt": prompt, "responses": [
         {"model": "big", "text": long_answer, "audio": str(audio)},
         {"model": "small", "text": "Short answer.", "image": "https://example.com/cat.png"}]}
-    service.create_campaign(CampaignSpec("media", overlap=3, slack_channel="C555", gold_rate=0.0), CLI)
+    service.create_campaign(CampaignSpec("media", overlap=3, channels=(("slack", "C555"),), gold_rate=0.0), CLI)
     service.import_items("media", [validate_row(row, 1)[0]], CLI)
     assert await env.handlers.poster.post_items("media", 1) == 1
 

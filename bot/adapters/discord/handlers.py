@@ -463,11 +463,11 @@ class Handlers:
 
     async def _guild_hosts_campaign(self, guild_id: int | None) -> bool:
         """Manage Server counts as admin only in a guild that hosts one of the campaign channels."""
-        camps = await asyncio.to_thread(self.service.list_campaigns)
-        for camp in camps:
-            if not camp.discord_channel or not camp.discord_channel.isdigit():
+        channels = await asyncio.to_thread(self.service.all_channels, translate.PLATFORM)
+        for channel in channels:
+            if not channel.isdigit():
                 continue
-            ch = self.client.get_channel(int(camp.discord_channel))
+            ch = self.client.get_channel(int(channel))
             if ch is not None and getattr(getattr(ch, "guild", None), "id", None) == guild_id:
                 return True
         return False

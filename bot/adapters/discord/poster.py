@@ -14,6 +14,7 @@ import logging
 import discord
 
 from bot.adapters.discord import components, render
+from bot.adapters.discord.translate import PLATFORM
 from bot.config import Settings
 from bot.core.errors import InvalidInput
 from bot.core.replies import PostView
@@ -44,13 +45,13 @@ async def _channel(client: discord.Client, channel_id: int) -> discord.abc.Messa
 
 async def post_items(client: discord.Client, service: LabelingService, campaign: str, limit: int) -> int:
     """Post up to `limit` items of `campaign` to its Discord channel; returns how many were posted."""
-    camp = await asyncio.to_thread(service.campaign, campaign)
-    if not camp.discord_channel or not camp.discord_channel.isdigit():
+    bound = [ch for _p, _w, ch in await asyncio.to_thread(service.channels, campaign, PLATFORM) if ch.isdigit()]
+    if not bound:
         raise InvalidInput(f"Campaign {campaign!r} has no Discord channel (set --discord-channel).")
-    channel_id = int(camp.discord_channel)
+    channel_id = int(bound[0])
     channel = await _channel(client, channel_id)
     guild = getattr(channel, "guild", None)
-    views = await asyncio.to_thread(service.prepare_posts, campaign, "discord", str(channel_id), limit,
+    views = await asyncio.to_thread(service.prepare_posts, campaign, PLATFORM, str(channel_id), limit,
                                     str(guild.id) if guild else "")
     posted = 0
     for i, view in enumerate(views):

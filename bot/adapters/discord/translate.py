@@ -10,8 +10,9 @@ from typing import Any
 from bot.core.errors import InvalidInput
 from bot.core.events import Actor
 from bot.core.replies import LETTERS
+from storage.domain import Platform
 
-PLATFORM = "discord"
+PLATFORM = Platform.DISCORD
 ACTIONS = ("vote", "skip", "flag", "fix", "rank", "score", "guide")
 POST_ID = r"(?P<post>[0-9]{1,18})"
 CHOICE = r"(?P<arg>[A-Z]|tie|both_bad)"

@@ -27,12 +27,13 @@ from bot.config import Settings
 from bot.core.errors import InvalidInput
 from bot.core.replies import PostView
 from bot.core.service import LabelingService
+from storage.domain import Platform
 
 from . import render
 
 log = logging.getLogger("labelbot.slack.poster")
 
-PLATFORM = "slack"
+PLATFORM = Platform.SLACK
 CHANNEL_INTERVAL_S = 1.0  # Slack: "one message per second per channel"
 RATE_LIMIT_RETRIES = 8
 
@@ -91,13 +92,14 @@ class SlackPoster:
 
     async def post_items(self, campaign: str, limit: int) -> int:
         """Post up to `limit` items of `campaign` to its Slack channel; returns how many arrived."""
-        camp = await self.db(self.service.campaign, campaign)
-        if not camp.slack_channel:
+        bound = await self.db(self.service.channels, campaign, PLATFORM)
+        if not bound:
             raise InvalidInput(f"Campaign {campaign!r} has no Slack channel; set one with --slack-channel.")
-        views = await self.db(self.service.prepare_posts, campaign, PLATFORM, camp.slack_channel, limit)
+        channel = bound[0][2]
+        views = await self.db(self.service.prepare_posts, campaign, PLATFORM, channel, limit)
         posted = 0
         for view in views:
-            if await self.post_one(view, camp.slack_channel):
+            if await self.post_one(view, channel):
                 posted += 1
         return posted
 

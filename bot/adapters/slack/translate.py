@@ -25,10 +25,11 @@ from bot.core.events import (
     VoteCast,
 )
 from bot.core.replies import LETTERS
+from storage.domain import NEUTRAL_OUTCOMES, Platform
 
 from .render import text_hash
 
-PLATFORM = "slack"
+PLATFORM = Platform.SLACK
 ACTION_RE = re.compile(r"^lbl:(vote|skip|flag|fix|rank|score|guide):([0-9]{1,18})(?::([A-Za-z_]{1,16}))?$")
 VIEW_RE = re.compile(r"^lbl:(fix|rank|score):([0-9]{1,18})$")
 ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -156,7 +157,7 @@ def interaction_from(body: dict[str, Any]) -> Interaction:
         raise BadPayload("unknown action_id")
     kind, post_id, arg = match.group(1), int(match.group(2)), match.group(3)
     if kind == "vote":
-        if arg not in ("tie", "both_bad") and not (arg and len(arg) == 1 and arg in LETTERS):
+        if arg not in NEUTRAL_OUTCOMES and not (arg and len(arg) == 1 and arg in LETTERS):
             raise BadPayload("bad vote choice")
     elif arg is not None:
         raise BadPayload("unexpected argument")
