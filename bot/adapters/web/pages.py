@@ -184,7 +184,7 @@ class VotePages:
     async def next_item(self, request: web.Request) -> web.StreamResponse:
         campaign = campaign_name(request)
         who = await self.who_or_refuse(request, campaign)
-        task, new = await self.db(self.service.resume_or_next,
+        task, _new = await self.db(self.service.resume_or_next,
                                   TaskRequested(who.actor, campaign, channel=who.actor.user_id))
         if task is None:
             flash = await self.sessions.take_flash(request, None)
@@ -194,9 +194,6 @@ class VotePages:
             if flash:
                 self.sessions.clear_flash(resp, campaign)
             return resp
-        if new:  # a message id makes the post a thread: the page's comments go through `add_comment`
-            await self.db(self.service.attach_message, task.post_id, f"web-{task.post_id}",
-                          thread_id=f"web-{task.post_id}")
         raise self.redirect(f"{campaign_path(campaign)}/{task.post_id}")
 
     def _own_view(self, who: Identity, campaign: str, post_id: int) -> PostView:
@@ -211,10 +208,16 @@ class VotePages:
             raise NotFound("That item is not one of yours. Open the campaign's page for your next item.")
         return view
 
-    async def render_item(self, request: web.Request, who: Identity, view: PostView, *, status: int = 200,
-                          flash: dict[str, Any] | None = None) -> web.Response:
-        mine = await self.db(self.service.shown_choice_of, who.actor, view.post_id)
-        _name, guidelines, _version = await self.db(self.service.guidelines, post_id=view.post_id)
+    def _item_state(self, who: Identity, campaign: str, post_id: int) -> tuple[PostView, str | None, str]:
+        """Everything an item page shows, read in one trip to the database threads."""
+        view = self._own_view(who, campaign, post_id)
+        mine = self.service.shown_choice_of(who.actor, post_id)
+        _name, guidelines, _version = self.service.guidelines(post_id=post_id)
+        return view, mine, guidelines
+
+    async def render_item(self, request: web.Request, who: Identity, campaign: str, post_id: int, *,
+                          status: int = 200, flash: dict[str, Any] | None = None) -> web.Response:
+        view, mine, guidelines = await self.db(self._item_state, who, campaign, post_id)
         nonce = secrets.token_urlsafe(16)
         base = f"{campaign_path(view.campaign)}/{view.post_id}"
         return self.page(
@@ -230,9 +233,8 @@ class VotePages:
         campaign = campaign_name(request)
         who = await self.who_or_refuse(request, campaign)
         post_id = int(request.match_info["post"])
-        view = await self.db(self._own_view, who, campaign, post_id)
         flash = await self.sessions.take_flash(request, post_id) or await self.sessions.take_flash(request, None)
-        resp = await self.render_item(request, who, view, flash=flash)
+        resp = await self.render_item(request, who, campaign, post_id, flash=flash)
         if flash:
             self.sessions.clear_flash(resp, campaign)
         return resp
@@ -277,8 +279,7 @@ class VotePages:
             lines, ok, ask, where = await self.db(self._apply, who, view, action, form, f"web:{nonce}")
         except LabelingError as exc:
             flash = {"lines": [render.for_the_page(exc.message)], "ok": False, "ask_reason": False}
-            fresh = await self.db(self.service.post_view, post_id)
-            return await self.render_item(request, who, fresh, status=status_of(exc), flash=flash)
+            return await self.render_item(request, who, campaign, post_id, status=status_of(exc), flash=flash)
         resp = self.redirect(where)
         await self.sessions.set_flash(resp, campaign, None if action == "skip" else post_id,
                                       [render.for_the_page(x) for x in lines], ok=ok, ask_reason=ask)
@@ -329,8 +330,9 @@ class VotePages:
             raise InvalidInput("Write something first.")
         if len(text) > MAX_CORRECTION_CHARS:
             raise InvalidInput(f"Comments are limited to {MAX_CORRECTION_CHARS} characters.")
-        saved = self.service.add_comment(CommentAdded(actor, Platform.WEB, f"web-{post_id}", text,
-                                                      delivery_id=f"{did}:c"))
+        thread = f"web-{post_id}"  # the first comment makes the post a thread, which `add_comment` files under
+        self.service.attach_message(post_id, thread, thread_id=thread)
+        saved = self.service.add_comment(CommentAdded(actor, Platform.WEB, thread, text, delivery_id=f"{did}:c"))
         if saved is None:
             raise NotFound("Comments cannot be added to this item.")
         return [saved.text], True, False, here
