@@ -121,6 +121,7 @@ async def test_posts_need_our_origin_the_csrf_token_and_clean_input(site: Site):
         assert (await other.get(item)).status == 404
         assert (await other.get(f"{site.base}/vote/triples")).status == 401
         assert (await other.get(f"{site.base}/vote/no%00such")).status == 404
+        assert (await other.get(f"{site.base}/vote/pairs/999999999999999999")).status == 404
         status, html = await submit(other, site.base, await (await other.get(mine)).text(), "vote", {"choice": "A"})
         assert status == 200
     async with client() as stranger:

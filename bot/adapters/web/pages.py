@@ -92,6 +92,14 @@ def campaign_name(request: web.Request) -> str:
     return name
 
 
+def post_number(request: web.Request) -> int:
+    """The post id in the path; numbers no row can have (over 32 bits) are a 404, not a database error."""
+    value = int(request.match_info["post"])
+    if value > 2**31 - 1:
+        raise Refused(404, "That item is not one of yours. Open the campaign's page for your next item.")
+    return value
+
+
 def guarded(fn: Handler) -> Handler:
     """Refusals and core errors become a page with their status; anything else a 500 page that says sorry."""
 
@@ -232,7 +240,7 @@ class VotePages:
     async def item(self, request: web.Request) -> web.StreamResponse:
         campaign = campaign_name(request)
         who = await self.who_or_refuse(request, campaign)
-        post_id = int(request.match_info["post"])
+        post_id = post_number(request)
         flash = await self.sessions.take_flash(request, post_id) or await self.sessions.take_flash(request, None)
         resp = await self.render_item(request, who, campaign, post_id, flash=flash)
         if flash:
@@ -243,7 +251,7 @@ class VotePages:
     async def media(self, request: web.Request) -> web.StreamResponse:
         campaign = campaign_name(request)
         who = await self.who_or_refuse(request, campaign)
-        view = await self.db(self._own_view, who, campaign, int(request.match_info["post"]))
+        view = await self.db(self._own_view, who, campaign, post_number(request))
         shown = {r.letter: r for r in view.responses}.get(request.match_info["letter"])
         value = getattr(shown, request.match_info["kind"], None) if shown else None
         if render.media_kind(value) != "served":
@@ -273,7 +281,7 @@ class VotePages:
         nonce = str(form.get("nonce", ""))
         if not NONCE.match(nonce):
             raise Refused(400, "This form is incomplete; reload the page and try again.")
-        post_id = int(request.match_info["post"])
+        post_id = post_number(request)
         view = await self.db(self._own_view, who, campaign, post_id)
         try:
             lines, ok, ask, where = await self.db(self._apply, who, view, action, form, f"web:{nonce}")
