@@ -203,7 +203,7 @@ async def test_split_votes_ask_for_a_reason_and_gold_items_give_feedback(site: S
         assert "one more vote was requested" in said
         assert 'id="reason-request"' in html and "one-line reason" in html  # the reason box, right there
         status, html = await submit(http, site.base, html, "comment", {"text": "Neither names a source."})
-        assert confirmation(html) == "Comment saved."
+        assert status == 200 and confirmation(html) == "Comment saved."
     async with client() as other:
         assert (await other.get(f"{item}/media/A/image")).status == 401
 
