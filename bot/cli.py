@@ -144,14 +144,28 @@ def campaign_show(name: str) -> None:
     svc = service()
     camp = run(lambda: svc.campaign(name))
     st = run(lambda: svc.stats(name, bootstrap_rounds=0))
+    from bot.core.service import SETTING_DEFAULTS
+
     table = Table(show_header=False)
     for key, value in [
-        ("name", camp.name), ("status", camp.status), ("votes per item (k)", camp.overlap),
+        ("name", camp.name), ("status", camp.status), ("votes per item (k, --overlap)", camp.overlap),
         ("criteria", ", ".join(camp.criteria) or "-"), ("reveal", camp.reveal),
         ("channels", ", ".join(f"{p}:{ch}" for p, _w, ch in svc.channels(name)) or "-"),
         ("guideline version", camp.guideline_version), ("gold rate", camp.gold_rate),
-        ("items", st.items), ("complete", f"{st.complete_items} ({st.progress:.0%})"), ("votes", st.votes),
+        ("daily cap (votes per person per day)", camp.daily_cap or "none"),
+        ("agreement threshold (extra vote below)", camp.agreement_threshold),
+        ("max extra votes", camp.max_extra_votes),
     ]:
+        table.add_row(key, str(value))
+    stored = dict(camp.settings or {})
+    for key, default in SETTING_DEFAULTS.items():  # what `campaign set` changes, default or not
+        value = stored.pop(key, default)
+        shown = "none" if value is None else str(value)
+        table.add_row(key.replace("_", " "), shown + (" (default)" if key not in (camp.settings or {}) else ""))
+    for key, value in sorted(stored.items()):
+        table.add_row(key.replace("_", " "), str(value))
+    for key, value in [("items", st.items), ("complete", f"{st.complete_items} ({st.progress:.0%})"),
+                       ("votes", st.votes)]:
         table.add_row(key, str(value))
     console.print(table)
 
@@ -606,9 +620,13 @@ def finetune(
     run(lambda: svc.campaign(campaign))
     if method not in ("reward", "dpo", "sft"):
         fail("--method is reward, dpo or sft")
+    chosen_backend = backend or cfg.labelbot_finetune_backend
+    if chosen_backend == "local":  # say how to install the ML extras before exporting anything
+        from bot.extras import require_training
+
+        run(lambda: require_training(method, variant))
     folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
     extra = _train_args(epochs, max_steps, lr, train_args)
-    chosen_backend = backend or cfg.labelbot_finetune_backend
     job_id, created = run(lambda: launch(svc.db, cfg, campaign, method, folder, chosen_backend, variant=variant,
                                          base_model=base, train_args=extra, actor=cli_actor().key))
     if not created:
@@ -672,9 +690,14 @@ def finetune_compare(
     run(lambda: svc.campaign(campaign))
     if method not in ("reward", "dpo", "sft"):
         fail("--method is reward, dpo or sft")
+    wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
+    if (backend or cfg.labelbot_finetune_backend) == "local":
+        from bot.extras import require_training
+
+        for v in wanted:
+            run(lambda v=v: require_training(method, v))
     folder = export_path or run(lambda: export_for(svc.db, cfg, campaign, method))
     target = out or Path(cfg.labelbot_artifact_dir) / campaign / "compare" / Path(folder).resolve().name
-    wanted = tuple(v.strip() for v in variants.split(",") if v.strip())
     res = run(lambda: compare_methods(
         svc.db, cfg, campaign, folder, target, method=method, variants=wanted,
         backend=backend or cfg.labelbot_finetune_backend, base_model=base,
@@ -757,6 +780,78 @@ def serve(
     service()  # refuses an uninitialised database with a clear message
     try:
         serve_forever(cfg, wanted, host or cfg.labelbot_host, port or cfg.labelbot_port)
+    except LabelingError as exc:
+        fail(exc.message)
+
+
+@app.command()
+def invite(
+    campaign: Annotated[str, typer.Option(help="Campaign to vote in")],
+    name: Annotated[str | None, typer.Option(help="Who it is for (the same name is the same annotator)")] = None,
+    days: Annotated[float, typer.Option(help="Days the link works")] = 30,
+    list_: Annotated[bool, typer.Option("--list", help="List the campaign's invites instead")] = False,
+    revoke: Annotated[int | None, typer.Option(help="Withdraw the invite with this id")] = None,
+) -> None:
+    """Print a signed link to the browser voting page for one person (contractors, reviewers...)."""
+    from bot.core import invites
+
+    cfg = settings()
+    svc = service()
+    if revoke is not None:
+        console.print(run(lambda: svc.revoke_invite(cli_actor(), campaign, revoke)).text)
+        return
+    if list_:
+        rows = run(lambda: invites.list_invites(svc.db, campaign))
+        table = Table("id", "name", "created", "expires", "state", "by")
+        for row in rows:
+            state = "withdrawn" if row.revoked_at else "live"
+            table.add_row(str(row.id), row.name or "-", f"{row.created_at:%Y-%m-%d %H:%M}",
+                          f"{row.expires_at:%Y-%m-%d}", state, row.created_by)
+        console.print(table)
+        return
+    link = run(lambda: svc.create_invite(cli_actor(), campaign, name, base_url=cfg.public_base_url, days=days))
+    who = f" for {link.name}" if link.name else ""
+    err_console.print(f"Invite {link.invite_id}{who} to vote in {campaign}, valid until "
+                      f"{link.expires_at:%Y-%m-%d %H:%M} UTC. Anyone holding the link votes as this person: send it "
+                      "privately. Withdraw it with "
+                      f"`labelbot invite --campaign {campaign} --revoke {link.invite_id}`.", highlight=False,
+                      soft_wrap=True)
+    print(link.url)
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="HTTP port (default LABELBOT_PORT, 3000)")] = None,
+) -> None:
+    """Try labelbot with nothing configured: seed a `demo` campaign, serve the voting page and dashboard locally."""
+    from bot import demo as demo_mod
+    from bot.server import check_port, serve_forever
+    from bot.web.auth import make_signin_link
+    from storage.db import upgrade
+
+    cfg = settings()
+    chosen = port or cfg.labelbot_port
+    hint = f"choose another with `labelbot demo --port {chosen + 1 if chosen < 65535 else 8000}`"
+    run(lambda: check_port(demo_mod.HOST, chosen, hint))
+    try:
+        upgrade(cfg.database_url)
+    except Exception as exc:
+        fail(f"could not set up the database: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+    svc = service()
+    setup = run(lambda: demo_mod.seed(svc, cli_actor()))
+    live = demo_mod.demo_settings(cfg, chosen)
+    vote = run(lambda: svc.create_invite(cli_actor(), demo_mod.CAMPAIGN, demo_mod.VOTER, base_url=live.public_base_url))
+    printed_token = None if live.labelbot_dashboard_token is cfg.labelbot_dashboard_token else (
+        live.labelbot_dashboard_token.get_secret_value() if live.labelbot_dashboard_token else None)
+
+    def started(_ctx, _bound) -> None:  # type: ignore[no-untyped-def]
+        signin = make_signin_link(live, f"web:{demo_mod.DEMO_ADMIN}").url
+        signin += f"&next=/dashboard/campaigns/{demo_mod.CAMPAIGN}"
+        for line in demo_mod.banner(live, vote.url, signin, printed_token, setup, chosen):
+            print(line, flush=True)
+
+    try:
+        serve_forever(live, {"web"}, demo_mod.HOST, chosen, started=started, port_hint=hint)
     except LabelingError as exc:
         fail(exc.message)
 

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
         return out
 
     @property
+    def public_base_url(self) -> str:
+        """Base URL of links people open (invites, sign-in): LABELBOT_PUBLIC_URL, else this host and port."""
+        if self.labelbot_public_url and self.labelbot_public_url.strip():
+            return self.labelbot_public_url.strip().rstrip("/")
+        host = self.labelbot_host if self.labelbot_host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        return f"http://{host}:{self.labelbot_port}"
+
+    @property
     def slack_configured(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
 

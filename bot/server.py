@@ -9,10 +9,13 @@ starts listening.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import importlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +75,34 @@ def resolve_components(cfg: Settings, wanted: set[str]) -> list[str]:
     return [c for c in KNOWN_COMPONENTS if c in chosen and c != "web"] + (["web"] if "web" in chosen else [])
 
 
+class PortInUse(InvalidInput):
+    """The HTTP port cannot be bound (taken by another process, or privileged)."""
+
+
+def port_problem(host: str, port: int, exc: OSError, hint: str) -> PortInUse:
+    if exc.errno == errno.EACCES:
+        return PortInUse(f"Port {port} on {host} needs administrator rights; {hint}.")
+    if exc.errno == errno.EADDRINUSE:
+        return PortInUse(f"Port {port} on {host} is already in use (is labelbot already running?); {hint}.")
+    return PortInUse(f"Cannot listen on {host}:{port} ({exc.strerror or exc}); {hint}.")
+
+
+def check_port(host: str, port: int, hint: str = "choose another with --port or LABELBOT_PORT") -> None:
+    """Fail fast, with one line, when the HTTP port cannot be bound (before any component starts)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortInUse(f"Cannot listen on {host}:{port}: unknown host ({exc.strerror}).") from exc
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        if os.name == "posix":  # as aiohttp does: a port in TIME_WAIT is free, one with a listener is not
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise port_problem(host, port, exc, hint) from exc
+
+
 def _load(name: str) -> Callable[[ServerContext], Awaitable[Stop]]:
     module, func = COMPONENTS[name].split(":")
     return getattr(importlib.import_module(module), func)
@@ -106,7 +137,10 @@ async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
         runner = web.AppRunner(ctx.app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # taken between check_port and now
+            raise port_problem(host, port, exc, "choose another with --port or LABELBOT_PORT") from exc
         bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
         log.info("listening on http://%s:%s (%s)", host, bound, ", ".join(names))
         if started:
@@ -129,19 +163,26 @@ async def run_server(cfg: Settings, wanted: set[str], host: str, port: int, *,
         db.dispose()
 
 
-def serve_forever(cfg: Settings, wanted: set[str], host: str, port: int) -> None:
-    """Blocking entry point used by the CLI; SIGINT/SIGTERM stop it gracefully."""
+def serve_forever(cfg: Settings, wanted: set[str], host: str, port: int, *,
+                  started: Callable[[ServerContext, int], None] | None = None,
+                  port_hint: str = "choose another with --port or LABELBOT_PORT") -> None:
+    """Blocking entry point used by the CLI; SIGINT/SIGTERM stop it gracefully. `started` runs once listening."""
     from bot.logging_setup import configure
 
-    configure(cfg)  # JSON lines with request ids, secrets scrubbed
     resolve_components(cfg, wanted)  # fail fast, before the event loop starts
+    check_port(host, port, port_hint)  # one line, not a traceback, when the port is taken
+    configure(cfg)  # JSON lines with request ids, secrets scrubbed
+
+    def on_start(ctx: ServerContext, bound: int) -> None:
+        if started:
+            started(ctx, bound)
+        freeze_startup_objects()
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_server(cfg, wanted, host, port, stop_event=stop,
-                         started=lambda _ctx, _port: freeze_startup_objects())
+        await run_server(cfg, wanted, host, port, stop_event=stop, started=on_start)
 
     asyncio.run(main())

@@ -93,6 +93,9 @@ def parse_model_spec(text: str) -> ModelSpec:
     if not (path / "config.json").is_file():
         raise InvalidInput(f"--model {name}: {spec} is neither an http(s) endpoint nor a local model folder "
                            "(no config.json there).")
+    from bot.extras import GENERATION_MODULES, require
+
+    require(f"--model {name} (a local model)", GENERATION_MODULES)
     return ModelSpec(name, "local", str(path.resolve()), name)
 
 
@@ -231,6 +234,9 @@ class LocalModel:
     """A transformers causal LM from a folder; generation runs in a worker thread."""
 
     def __init__(self, spec: ModelSpec, *, max_tokens: int, temperature: float, seed: int = 0) -> None:
+        from bot.extras import GENERATION_MODULES, require
+
+        require(f"Generating with {spec.name} (a local model)", GENERATION_MODULES)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.spec = spec

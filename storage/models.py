@@ -124,6 +124,8 @@ class Role(SQLModel, table=True):
 class Post(SQLModel, table=True):
     """Where an item appeared; `permutation[i]` is the response position shown as letter i."""
 
+    # a person's own posts (browser voting page: channel = the voter's id), newest first
+    __table_args__ = (Index("ix_post_personal", "platform", "workspace", "channel"),)
     id: int | None = Field(default=None, primary_key=True)
     item_id: int = Field(foreign_key="item.id", index=True)
     platform: str = Field(max_length=20)
@@ -365,4 +367,31 @@ class LinkCode(SQLModel, table=True):
     expires_at: datetime
     used_at: datetime | None = None
     used_by_id: int | None = Field(default=None, foreign_key="annotator.id")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Invite(SQLModel, table=True):
+    """A signed link to the browser voting page for one person (`labelbot invite`, `/label invite`).
+
+    The link carries this row's id under an HMAC signature; the row lets an admin revoke it. `user_id`
+    is the voter's annotator id on the web platform: the same `--name` gives the same annotator, so
+    a fresh link for someone keeps their votes together.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id", index=True)
+    name: str | None = Field(default=None, max_length=100)
+    user_id: str = Field(max_length=64)
+    created_by: str = Field(max_length=120)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+class AppSecret(SQLModel, table=True):
+    """Random keys made on first use and shared by every process on this database (invite signing)."""
+
+    __tablename__ = "app_secret"
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow)

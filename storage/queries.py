@@ -416,3 +416,62 @@ def max_vote_id(session: Session, campaign_id: int) -> int:
 def flags_of(session: Session, item_id: int) -> list[Flag]:
     return list(session.exec(select(Flag).where(Flag.item_id == item_id)))
 
+
+
+# --- invites to the browser voting page ---------------------------------------------------------
+
+
+def app_secret(session: Session, name: str, make: Any) -> str:
+    """The shared random key `name`, created with `make()` on first use (concurrent first uses agree)."""
+    from storage.models import AppSecret
+
+    insert_ignore(session, AppSecret, {"name": name, "value": make(), "created_at": utcnow()}, ("name",))
+    return session.exec(select(AppSecret.value).where(AppSecret.name == name)).one()
+
+
+def app_secret_value(session: Session, name: str) -> str | None:
+    from storage.models import AppSecret
+
+    return session.exec(select(AppSecret.value).where(AppSecret.name == name)).first()
+
+
+def invite_with_campaign(session: Session, invite_id: int) -> tuple[Any, Campaign] | None:
+    """(invite, its campaign) or None."""
+    from storage.models import Invite
+
+    row = session.exec(select(Invite, Campaign).join(Campaign, Campaign.id == Invite.campaign_id)
+                       .where(Invite.id == invite_id)).first()
+    return None if row is None else (row[0], row[1])
+
+
+def campaign_invites(session: Session, campaign_id: int) -> list[Any]:
+    from storage.models import Invite
+
+    return list(session.exec(select(Invite).where(Invite.campaign_id == campaign_id).order_by(Invite.id)))
+
+
+def open_post_of(session: Session, campaign_id: int, platform: str, workspace: str, user_id: str,
+                 channel: str) -> Post | None:
+    """The person's newest post of the campaign in `channel`, if its item is open and they have neither voted
+    on it nor skipped it; else None.
+
+    For personal channels (the browser page deals each voter posts in a channel of their own), so a reload
+    shows the same item in the same order instead of dealing a new one. Index lookups only
+    (`ix_post_personal`, the vote and skip unique keys): its cost does not grow with the votes."""
+    post = session.exec(
+        select(Post).join(Item, Item.id == Post.item_id)
+        .where(Post.platform == platform, Post.workspace == workspace, Post.channel == channel,
+               Item.campaign_id == campaign_id)
+        .order_by(Post.id.desc()).limit(1)
+    ).first()
+    if post is None:
+        return None
+    item = session.get(Item, post.item_id)
+    if item is None or item.status != ItemStatus.OPEN:
+        return None
+    ann = find_annotator(session, platform, workspace, user_id)
+    if ann is None:
+        return post
+    done = session.exec(select(Vote.id).where(Vote.annotator_id == ann, Vote.item_id == post.item_id)).first()
+    skipped = session.exec(select(Skip.id).where(Skip.annotator_id == ann, Skip.item_id == post.item_id)).first()
+    return None if done is not None or skipped is not None else post

@@ -49,6 +49,7 @@ ADMIN = {
     "quality": "annotator reliability, flags and bias report",
     "finetune METHOD": "train a reward, dpo or sft model on the latest export",
     "dashboard": "a one-time sign-in link to the web dashboard (private, 15 minutes)",
+    "invite [NAME] [campaign=C]": "a signed link to the browser voting page for someone outside the workspace",
 }
 
 
@@ -142,7 +143,7 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "link":
         return _link(service, actor, rest)
     if sub not in ("post", "export", "pause", "resume", "admin", "resolve", "requeue", "quality", "schedule",
-                   "finetune", "dashboard"):
+                   "finetune", "dashboard", "invite"):
         return CommandReply(f"Unknown command `{sub}`.\n" + help_text(service.is_admin(actor)), ok=False)
     service.require_admin(actor)
     if sub == "post":
@@ -194,6 +195,10 @@ def _dispatch(service: LabelingService, settings: Settings, actor: Actor, args: 
     if sub == "requeue":
         camp = resolve_campaign(service, platform, channel, rest[0] if rest else None)
         return CommandReply(service.requeue_old_guidelines(actor, camp).text)
+    if sub == "invite":
+        from bot.adapters.invite_command import invite
+
+        return invite(service, settings, actor, channel, rest)
     if sub == "dashboard":
         from bot.web.auth import make_signin_link
 

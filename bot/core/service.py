@@ -86,6 +86,9 @@ REVEAL_POLICIES = tuple(Reveal)
 
 
 SETTING_KEYS = ("sampling", "consensus", "max_share", "min_read_chars_per_s", "ask_reason_on_split")
+# what each of them is when a campaign never set it (campaign.settings holds only what was set)
+SETTING_DEFAULTS: dict[str, Any] = {"sampling": "least_votes", "consensus": "majority", "max_share": None,
+                                    "min_read_chars_per_s": 40.0, "ask_reason_on_split": True}
 
 
 def _check_setting(key: str, value: Any) -> Any:
@@ -291,6 +294,33 @@ class LabelingService:
             raise NotFound(f"No campaign named {name!r}. `labelbot campaign list` shows the campaigns.")
         return camp
 
+    # ------------------------------------------------------------------ invites to the browser voting page
+
+    def create_invite(self, actor: Actor, campaign: str, name: str | None = None, *, base_url: str,
+                      days: float = 30) -> Any:
+        """A signed link to the browser voting page for one person (what `labelbot invite` and `/label invite`
+        both call); returns a `bot.core.invites.InviteLink`."""
+        from bot.core import invites
+
+        self.require_admin(actor)
+        return invites.create(self.db, actor.key, self.campaign(campaign).name, name, base_url=base_url, days=days)
+
+    def revoke_invite(self, actor: Actor, campaign: str, invite_id: int) -> Notice:
+        from bot.core import invites
+
+        self.require_admin(actor)
+        done = invites.revoke(self.db, actor.key, campaign, invite_id)
+        return Notice(f"Invite {invite_id} {'withdrawn' if done else 'was already withdrawn'}; its link no longer "
+                      "works.")
+
+    def shown_choice_of(self, actor: Actor, post_id: int) -> str | None:
+        """This person's current vote on a post's item as they see it (a letter, tie, both_bad, "A>C>B")."""
+        with self.db.read() as s:
+            post = s.get(Post, post_id)
+            ann = q.find_annotator(s, actor.platform, actor.workspace, actor.user_id) if post else None
+            vote = q.vote_of(s, ann, post.item_id) if ann is not None else None
+            return self._shown_choice(vote, post.permutation) if vote else None
+
     # ------------------------------------------------------------------ import
 
     def import_items(self, campaign: str, items: list[ItemIn], actor: Actor) -> tuple[int, int]:
@@ -385,6 +415,20 @@ class LabelingService:
                     s.flush()
                     return self._post_view(s, post, camp=camp, item=item)
         return None
+
+    def resume_or_next(self, event: TaskRequested) -> tuple[PostView | None, bool]:
+        """(task, is_new): the person's dealt-but-unanswered post in `event.channel` when they have one (a page
+        reload shows the same item in the same order), else `next_task`. Needs `event.campaign`."""
+        if not event.campaign:
+            raise InvalidInput("Name the campaign.")
+        with self.db.read() as s:
+            camp = self._campaign_in(s, event.campaign)
+            if camp.status == CampaignStatus.ACTIVE:
+                post = q.open_post_of(s, camp.id, event.actor.platform, event.actor.workspace, event.actor.user_id,
+                                      event.channel)
+                if post is not None:
+                    return self._post_view(s, post, camp=camp), False
+        return self.next_task(event), True
 
     def post_view(self, post_id: int) -> PostView:
         with self.db.read() as s:

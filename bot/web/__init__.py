@@ -1,4 +1,5 @@
-"""The HTTP component: /healthz, /metrics and the admin dashboard (`bot.web:start` in bot/server.py).
+"""The HTTP component: /healthz, /metrics, the admin dashboard and the browser voting page (`bot.web:start`
+in bot/server.py).
 
 The aiohttp wiring is imported only when the component starts, so `bot.web.auth` (used by the
 `/label dashboard` command to mint sign-in links) stays cheap to import.
@@ -13,6 +14,14 @@ if TYPE_CHECKING:
 
 
 async def start(ctx: ServerContext) -> Stop:
-    from bot.web.app import start as _start
+    from bot.adapters.web import start as voting_start
+    from bot.web.app import start as dashboard_start
 
-    return await _start(ctx)
+    stop_dashboard = await dashboard_start(ctx)
+    stop_voting = await voting_start(ctx)
+
+    async def stop() -> None:
+        await stop_voting()
+        await stop_dashboard()
+
+    return stop

@@ -341,6 +341,7 @@ SIGNIN_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><met
 async def start(ctx: ServerContext) -> Stop:
     metrics.install()
     dash = Dashboard(ctx)
+    ctx.extras["dashboard"] = dash  # the voting page (bot/adapters/web) asks it who an admin is
     app = ctx.app
     app.middlewares.append(observe)
 

@@ -123,6 +123,10 @@ def launch(db: Database, settings: Settings, campaign: str, method: str, export_
     version = manifest.get("version")
     if version is None and export_dir.name[1:].isdigit():
         version = int(export_dir.name[1:])
+    if backend == "local":  # the command backend trains elsewhere, in an environment of its own
+        from bot.extras import require_training
+
+        require_training(method, variant)
     base = base_model_for(settings, method, base_model)
     template = settings.labelbot_finetune_command
     if backend == "command" and not (template and template.strip()):
